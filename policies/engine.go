@@ -1,0 +1,126 @@
+package policies
+
+import (
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
+)
+
+// CONTRACT (shared by the webhook, check, finalizer and test packages):
+// the exported names and signatures in this file are fixed; bodies are filled in
+// by the engine work.
+
+// Namespace is what selection needs to know of the pod's namespace.
+type Namespace struct {
+	Name   string
+	Labels map[string]string
+}
+
+// Reason is a bounded, machine-readable finding kind (safe as a metric label).
+type Reason string
+
+const (
+	ReasonBudgetExceeded   Reason = "BudgetExceeded"   // T > terminationGracePeriodSeconds
+	ReasonUnknownPreStop   Reason = "UnknownPreStop"   // a preStop whose duration cannot be known
+	ReasonProbeGraceShort  Reason = "ProbeGraceShort"  // probe-level tGPS shorter than the preStop
+	ReasonHookSkipped      Reason = "HookSkipped"      // a hook the API server would refuse was not injected
+	ReasonGraceCapped      Reason = "GraceCapped"      // fit wanted more than maxSeconds
+	ReasonBadAnnotation    Reason = "BadAnnotation"    // a gracekeeper.dev/* annotation could not be parsed
+	ReasonInvalidPolicy    Reason = "InvalidPolicy"    // a policy could not be compiled (bad selector, bad glob)
+	ReasonOptedOut         Reason = "OptedOut"         // gracekeeper.dev/skip honoured
+	ReasonOptOutNotAllowed Reason = "OptOutNotAllowed" // gracekeeper.dev/skip present but not allowed
+)
+
+// Finding is one thing the engine has to say about a pod.
+type Finding struct {
+	// Policy is the policy the finding comes from ("" when none applies).
+	Policy string
+	// Container is the container it is about ("" for the pod as a whole).
+	Container string
+	// Action is Deny, Warn or Audit: Deny refuses the object, Warn becomes an
+	// admission warning, Audit is only counted.
+	Action v1alpha1.ValidationAction
+	Reason Reason
+	// Message names the container, every number and the fix.
+	Message string
+}
+
+// Decision is the result of one pass of the engine over one pod.
+type Decision struct {
+	// Pod is the mutated pod: a new object when Changed, else the input itself.
+	// The input pod is never modified.
+	Pod *corev1.Pod
+	// Changed reports whether Pod differs from the input.
+	Changed bool
+	// Policies are the names of the matching policies, highest priority first.
+	Policies []string
+	// Findings from mutation (skipped hooks, capped grace) and, where asked,
+	// from validation of the resulting pod.
+	Findings []Finding
+}
+
+// Denied reports whether any finding denies the object.
+func (d Decision) Denied() bool {
+	for _, f := range d.Findings {
+		if f.Action == v1alpha1.ActionDeny {
+			return true
+		}
+	}
+	return false
+}
+
+// CleanupRecord is one element of the AnnotationCleanup JSON.
+type CleanupRecord struct {
+	Policy             string `json:"policy"`
+	Finalizer          string `json:"finalizer"`
+	URL                string `json:"url"`
+	TimeoutSeconds     int32  `json:"timeoutSeconds"`
+	GiveUpAfterSeconds int64  `json:"giveUpAfterSeconds"`
+}
+
+// Config holds engine-wide settings.
+type Config struct {
+	// ExcludedNamespaces are never mutated or validated, whatever the policies
+	// say (the webhook configurations exclude them too; this is the second lock).
+	ExcludedNamespaces []string
+}
+
+// Set is a compiled, immutable snapshot of the policies, indexed for fast
+// selection. Build a new one when policies change; share it between goroutines.
+type Set struct {
+	cfg Config
+	// filled in by the engine work
+}
+
+// NewSet compiles the policies. A policy that cannot be compiled (an invalid
+// selector or glob that slipped past the CRD schema) is left out of the set and
+// reported in the returned findings (Reason InvalidPolicy), never a panic.
+func NewSet(cfg Config, pols []v1alpha1.LifecyclePolicy) (*Set, []Finding) {
+	return &Set{cfg: cfg}, nil
+}
+
+// Len is the number of compiled policies.
+func (s *Set) Len() int { return 0 }
+
+// Mutate applies the matching policies to pod (pods at CREATE). It is pure and
+// idempotent: Mutate(Mutate(p).Pod) reports Changed == false. Findings are those
+// of mutation only (skipped hooks, capped grace).
+func (s *Set) Mutate(pod *corev1.Pod, ns Namespace) Decision {
+	return Decision{Pod: pod}
+}
+
+// Validate checks the pod's shutdown budget against its
+// terminationGracePeriodSeconds under the matching policies (pods at CREATE,
+// after mutation). It returns the matching policy names and the findings.
+func (s *Set) Validate(pod *corev1.Pod, ns Namespace) Decision {
+	return Decision{Pod: pod}
+}
+
+// Review is what admission of a pod template does: Mutate, then Validate the
+// result, with the findings of both. Workload validation and `check` use it.
+func (s *Set) Review(pod *corev1.Pod, ns Namespace) Decision {
+	m := s.Mutate(pod, ns)
+	v := s.Validate(m.Pod, ns)
+	m.Findings = append(m.Findings, v.Findings...)
+	return m
+}

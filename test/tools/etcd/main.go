@@ -1,0 +1,11 @@
+// Command etcd is upstream etcd's server entry point, built from the module
+// proxy so that tests need no downloaded release tarball.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
