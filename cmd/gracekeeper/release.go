@@ -1,0 +1,13 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+// runReleaseFinalizers is wired by the work on this subcommand.
+func runReleaseFinalizers(_ context.Context, _ []string, _ io.Reader, _, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "not implemented yet")
+	return 2
+}

@@ -1,0 +1,13 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+// runServe is wired by the work on this subcommand.
+func runServe(_ context.Context, _ []string, _ io.Reader, _, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "not implemented yet")
+	return 2
+}
