@@ -1,6 +1,9 @@
 package policies
 
 import (
+	"fmt"
+	"slices"
+
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
@@ -88,32 +91,65 @@ type Config struct {
 // Set is a compiled, immutable snapshot of the policies, indexed for fast
 // selection. Build a new one when policies change; share it between goroutines.
 type Set struct {
-	cfg Config
-	// filled in by the engine work
+	cfg      Config
+	excluded map[string]struct{}
+	// pols is in merge order (priority descending, then name), so the index
+	// can hold positions and a sort of positions is a sort by priority.
+	pols []*compiled
+	ix   index
 }
 
 // NewSet compiles the policies. A policy that cannot be compiled (an invalid
 // selector or glob that slipped past the CRD schema) is left out of the set and
 // reported in the returned findings (Reason InvalidPolicy), never a panic.
 func NewSet(cfg Config, pols []v1alpha1.LifecyclePolicy) (*Set, []Finding) {
-	return &Set{cfg: cfg}, nil
+	s := &Set{
+		cfg:      cfg,
+		excluded: make(map[string]struct{}, len(cfg.ExcludedNamespaces)),
+		ix:       index{pod: map[kv][]int{}, ns: map[kv][]int{}},
+	}
+	for _, n := range cfg.ExcludedNamespaces {
+		s.excluded[n] = struct{}{}
+	}
+	var findings []Finding
+	seen := make(map[string]bool, len(pols))
+	for i := range pols {
+		p := &pols[i]
+		if seen[p.Name] {
+			findings = append(findings, Finding{Policy: p.Name, Action: v1alpha1.ActionWarn, Reason: ReasonInvalidPolicy,
+				Message: fmt.Sprintf("policy %q is listed twice; the second copy is left out", p.Name)})
+			continue
+		}
+		c, err := compile(p)
+		if err != nil {
+			findings = append(findings, Finding{Policy: p.Name, Action: v1alpha1.ActionWarn, Reason: ReasonInvalidPolicy,
+				Message: fmt.Sprintf("policy %q is left out: %v", p.Name, err)})
+			continue
+		}
+		seen[p.Name] = true
+		s.pols = append(s.pols, c)
+	}
+	slices.SortFunc(s.pols, func(a, b *compiled) int {
+		if a.before(b) {
+			return -1
+		}
+		if b.before(a) {
+			return 1
+		}
+		return 0
+	})
+	for i, c := range s.pols {
+		s.ix.add(i, c.spec.Match)
+	}
+	return s, findings
 }
 
 // Len is the number of compiled policies.
-func (s *Set) Len() int { return 0 }
-
-// Mutate applies the matching policies to pod (pods at CREATE). It is pure and
-// idempotent: Mutate(Mutate(p).Pod) reports Changed == false. Findings are those
-// of mutation only (skipped hooks, capped grace).
-func (s *Set) Mutate(pod *corev1.Pod, ns Namespace) Decision {
-	return Decision{Pod: pod}
-}
-
-// Validate checks the pod's shutdown budget against its
-// terminationGracePeriodSeconds under the matching policies (pods at CREATE,
-// after mutation). It returns the matching policy names and the findings.
-func (s *Set) Validate(pod *corev1.Pod, ns Namespace) Decision {
-	return Decision{Pod: pod}
+func (s *Set) Len() int {
+	if s == nil {
+		return 0
+	}
+	return len(s.pols)
 }
 
 // Review is what admission of a pod template does: Mutate, then Validate the

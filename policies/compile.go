@@ -1,0 +1,124 @@
+package policies
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
+)
+
+// compiled is one policy ready for selection: selectors parsed and globs
+// checked once, in NewSet, never per request.
+type compiled struct {
+	name string
+	spec *v1alpha1.LifecyclePolicySpec
+	// nsSel and podSel are nil when they select everything, so the common
+	// "all namespaces" case costs nothing per pod.
+	nsSel, podSel labels.Selector
+	// include is nil for the default ["*"].
+	include, exclude []string
+	sidecars         bool
+	// preStop and postStart are the hooks as the pod will carry them;
+	// preStopBudget is what the policy declares an exec/httpGet preStop takes.
+	preStop, postStart      *corev1.LifecycleHandler
+	preStopBudget           *int64
+	preStopOver, postStOver bool
+}
+
+// compile turns a policy into its compiled form, or says why it cannot.
+func compile(p *v1alpha1.LifecyclePolicy) (*compiled, error) {
+	c := &compiled{name: p.Name, spec: p.Spec.DeepCopy(), sidecars: p.Spec.Match.IncludeSidecars}
+	var err error
+	if c.nsSel, err = selector(p.Spec.Match.NamespaceSelector); err != nil {
+		return nil, fmt.Errorf("match.namespaceSelector: %w", err)
+	}
+	if c.podSel, err = selector(p.Spec.Match.PodSelector); err != nil {
+		return nil, fmt.Errorf("match.podSelector: %w", err)
+	}
+	if err := checkGlobs(p.Spec.Match.Containers); err != nil {
+		return nil, fmt.Errorf("match.containers: %w", err)
+	}
+	if err := checkGlobs(p.Spec.Match.ExcludeContainers); err != nil {
+		return nil, fmt.Errorf("match.excludeContainers: %w", err)
+	}
+	if !slices.Contains(p.Spec.Match.Containers, "*") {
+		c.include = slices.Clone(p.Spec.Match.Containers)
+	}
+	c.exclude = slices.Clone(p.Spec.Match.ExcludeContainers)
+	if a := p.Spec.Validation; a != nil && a.Action != "" && !validAction(a.Action) {
+		return nil, fmt.Errorf("validation.action %q is not one of Deny, Warn, Audit", a.Action)
+	}
+	if h := p.Spec.PreStop; h != nil {
+		if c.preStop = handler(h.HookAction); c.preStop == nil {
+			return nil, fmt.Errorf("preStop: exactly one of sleep, exec or httpGet must be set")
+		}
+		c.preStopBudget, c.preStopOver = declaredBudget(h.HookAction), h.Overwrite
+	}
+	if h := p.Spec.PostStart; h != nil {
+		if c.postStart = handler(h.HookAction); c.postStart == nil {
+			return nil, fmt.Errorf("postStart: exactly one of sleep, exec or httpGet must be set")
+		}
+		c.postStOver = h.Overwrite
+	}
+	return c, nil
+}
+
+func validAction(a v1alpha1.ValidationAction) bool {
+	return a == v1alpha1.ActionDeny || a == v1alpha1.ActionWarn || a == v1alpha1.ActionAudit
+}
+
+// selector compiles a LabelSelector; nil means "everything" (also for an
+// empty selector, which metav1 would turn into labels.Everything()).
+func selector(ls *metav1.LabelSelector) (labels.Selector, error) {
+	if ls == nil || (len(ls.MatchLabels) == 0 && len(ls.MatchExpressions) == 0) {
+		return nil, nil
+	}
+	return metav1.LabelSelectorAsSelector(ls)
+}
+
+// checkGlobs rejects patterns path.Match would fail on (path.ErrBadPattern),
+// so that matching later cannot fail silently.
+func checkGlobs(globs []string) error {
+	for _, g := range globs {
+		if strings.TrimSpace(g) == "" {
+			return fmt.Errorf("empty pattern")
+		}
+		if _, err := path.Match(g, ""); err != nil {
+			return fmt.Errorf("pattern %q: %w", g, err)
+		}
+	}
+	return nil
+}
+
+// selectsContainer reports whether the policy's container globs choose name.
+// Patterns were checked in compile, so path.Match errors cannot occur here.
+func (c *compiled) selectsContainer(name string) bool {
+	for _, g := range c.exclude {
+		if ok, _ := path.Match(g, name); ok {
+			return false
+		}
+	}
+	if c.include == nil {
+		return true
+	}
+	for _, g := range c.include {
+		if ok, _ := path.Match(g, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// before is the merge order: higher priority first, then name.
+func (c *compiled) before(o *compiled) bool {
+	if c.spec.Priority != o.spec.Priority {
+		return c.spec.Priority > o.spec.Priority
+	}
+	return c.name < o.name
+}

@@ -1,0 +1,99 @@
+package policies
+
+import (
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
+)
+
+// handler converts a policy hook to the pod's LifecycleHandler, with the
+// defaults the API server applies (pkg/apis/core/v1/defaults.go
+// SetDefaults_HTTPGetAction: path "/", scheme HTTP). The API server defaults
+// the object again after a mutating webhook's patch, so without these a
+// reinvoked webhook would see a different handler and patch it again.
+func handler(a v1alpha1.HookAction) *corev1.LifecycleHandler {
+	switch {
+	case a.Sleep != nil:
+		return &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: a.Sleep.Seconds}}
+	case a.Exec != nil:
+		return &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: append([]string(nil), a.Exec.Command...)}}
+	case a.HTTPGet != nil:
+		g := &corev1.HTTPGetAction{
+			Path:        a.HTTPGet.Path,
+			Port:        a.HTTPGet.Port,
+			Host:        a.HTTPGet.Host,
+			Scheme:      a.HTTPGet.Scheme,
+			HTTPHeaders: append([]corev1.HTTPHeader(nil), a.HTTPGet.HTTPHeaders...),
+		}
+		if g.Path == "" {
+			g.Path = "/"
+		}
+		if g.Scheme == "" {
+			g.Scheme = corev1.URISchemeHTTP
+		}
+		if len(g.HTTPHeaders) == 0 {
+			g.HTTPHeaders = nil
+		}
+		return &corev1.LifecycleHandler{HTTPGet: g}
+	}
+	return nil
+}
+
+// declaredBudget is what a policy's exec/httpGet preStop says it takes.
+func declaredBudget(a v1alpha1.HookAction) *int64 {
+	switch {
+	case a.Exec != nil:
+		return a.Exec.BudgetSeconds
+	case a.HTTPGet != nil:
+		return a.HTTPGet.BudgetSeconds
+	}
+	return nil
+}
+
+// isShell reports the interpreters whose `-c "sleep N"` form is recognised.
+func isShell(p string) bool {
+	switch p {
+	case "sh", "/bin/sh", "/usr/bin/sh", "bash", "/bin/bash", "/usr/bin/bash", "ash", "/bin/ash", "dash", "/bin/dash":
+		return true
+	}
+	return false
+}
+
+// isSleep reports the commands recognised as a plain `sleep N`.
+func isSleep(p string) bool {
+	return p == "sleep" || p == "/bin/sleep" || p == "/usr/bin/sleep"
+}
+
+// execSleepSeconds recognises the clear forms of an exec hook that only
+// sleeps: ["sleep","5"], ["/bin/sleep","5"] and ["/bin/sh","-c","sleep 5"].
+// Anything else (scripts, pipes, "&&" chains, fractions, suffixes) is not
+// recognised: its duration is the app's to declare.
+func execSleepSeconds(cmd []string) (int64, bool) {
+	switch {
+	case len(cmd) == 2 && isSleep(cmd[0]):
+		return seconds(cmd[1])
+	case len(cmd) == 3 && isShell(cmd[0]) && cmd[1] == "-c":
+		f := strings.Fields(cmd[2])
+		if len(f) == 2 && f[0] == "sleep" {
+			return seconds(f[1])
+		}
+	}
+	return 0, false
+}
+
+// seconds parses a non-negative whole number of seconds within the range
+// the API allows for sleep (86400).
+func seconds(s string) (int64, bool) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > maxSeconds {
+		return 0, false
+	}
+	return n, true
+}
+
+// maxSeconds bounds every duration the engine accepts from annotations and
+// commands, as the CRD schema bounds those of policies.
+const maxSeconds = 86400

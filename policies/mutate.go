@@ -1,0 +1,246 @@
+package policies
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+
+	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
+)
+
+// hookPlan is what mutation will set on one container; nil keeps what it has.
+type hookPlan struct {
+	c                  *corev1.Container
+	init               bool
+	idx                int
+	sidecar            bool
+	preStop, postStart *corev1.LifecycleHandler
+	preFrom, postFrom  *compiled
+}
+
+// Mutate applies the matching policies to pod (pods at CREATE). It is pure and
+// idempotent: Mutate(Mutate(p).Pod) reports Changed == false. Findings are those
+// of mutation only (skipped hooks, capped grace); opt-out and annotation
+// findings come from Validate, so Review reports them once.
+func (s *Set) Mutate(pod *corev1.Pod, ns Namespace) Decision {
+	d := Decision{Pod: pod}
+	if s == nil || pod == nil {
+		return d
+	}
+	pols, _ := s.applicable(pod, ns, false)
+	if len(pols) == 0 {
+		return d
+	}
+	m := merge(pols)
+	d.Policies = m.names()
+	ps := readSeconds(pod, "")
+	cur := gracePeriod(&pod.Spec)
+
+	plans := m.planHooks(&pod.Spec)
+
+	// kube-apiserver (pkg/apis/core/validation/validation.go
+	// validateSleepAction) refuses a sleep longer than the pod's grace period.
+	// A preStop sleep above what the grace period can ever reach (the current
+	// value, or maxSeconds under fit) is dropped before the budget is
+	// computed, so fit is not raised for a hook that cannot be injected.
+	reach := cur
+	if m.fit {
+		reach = max(cur, m.maxSecs)
+	}
+	for i := range plans {
+		if p := &plans[i]; p.preStop != nil && p.preStop.Sleep != nil && p.preStop.Sleep.Seconds > reach {
+			d.Findings = append(d.Findings, skipFinding(p.c.Name, "preStop", p.preFrom.name, p.preStop.Sleep.Seconds, reach, m))
+			p.preStop, p.preFrom = nil, nil
+		}
+	}
+
+	final := cur
+	if m.fit {
+		planned := func(c *corev1.Container, sidecar bool) *corev1.LifecycleHandler {
+			for _, p := range plans {
+				if p.c == c && p.preStop != nil {
+					return p.preStop
+				}
+			}
+			return currentPreStop(c, sidecar)
+		}
+		b := m.budget(members(&pod.Spec, planned), m.shutdownSeconds(ps), ps.preStop)
+		if b.total > cur {
+			final = max(cur, min(b.total, m.maxSecs))
+			if b.total > m.maxSecs {
+				d.Findings = append(d.Findings, Finding{Policy: m.fitFrom, Action: v1alpha1.ActionWarn, Reason: ReasonGraceCapped,
+					Message: fmt.Sprintf("the shutdown budget needs terminationGracePeriodSeconds %ds but policy %q lets fit raise it only to maxSeconds %ds; it is %ds",
+						b.total, m.fitFrom, m.maxSecs, final)})
+			}
+		}
+	}
+	// Checked against the final grace period: postStart sleeps are not in
+	// the budget, and the preStop check above is only an upper bound.
+	for i := range plans {
+		p := &plans[i]
+		if p.preStop != nil && p.preStop.Sleep != nil && p.preStop.Sleep.Seconds > final {
+			d.Findings = append(d.Findings, skipFinding(p.c.Name, "preStop", p.preFrom.name, p.preStop.Sleep.Seconds, final, m))
+			p.preStop, p.preFrom = nil, nil
+		}
+		if p.postStart != nil && p.postStart.Sleep != nil && p.postStart.Sleep.Seconds > final {
+			d.Findings = append(d.Findings, skipFinding(p.c.Name, "postStart", p.postFrom.name, p.postStart.Sleep.Seconds, final, m))
+			p.postStart, p.postFrom = nil, nil
+		}
+	}
+
+	e := m.edits(pod, plans, cur, final)
+	if e.none() {
+		return d
+	}
+	d.Pod, d.Changed = e.apply(pod), true
+	return d
+}
+
+func skipFinding(container, hook, policy string, sleep, tgps int64, m merged) Finding {
+	msg := fmt.Sprintf("container %q: %s sleep %ds from policy %q not injected: the API server refuses a sleep longer than terminationGracePeriodSeconds (%ds); raise terminationGracePeriodSeconds to at least %d or shorten the sleep",
+		container, hook, sleep, policy, tgps, sleep)
+	if m.fit {
+		msg += fmt.Sprintf(" (fit may raise it only to maxSeconds %d)", m.maxSecs)
+	}
+	return Finding{Policy: policy, Container: container, Action: v1alpha1.ActionWarn, Reason: ReasonHookSkipped, Message: msg}
+}
+
+// planHooks chooses, for each regular container and native sidecar, the hook
+// the winning policy gives it. A container's own hook is kept unless the
+// policy says overwrite. Plain init containers never get hooks: the API
+// server forbids lifecycle on them (validateInitContainers).
+func (m *merged) planHooks(spec *corev1.PodSpec) []hookPlan {
+	var plans []hookPlan
+	add := func(c *corev1.Container, init bool, idx int, sidecar bool) {
+		p := hookPlan{c: c, init: init, idx: idx, sidecar: sidecar}
+		var ownPre, ownPost *corev1.LifecycleHandler
+		if c.Lifecycle != nil {
+			ownPre, ownPost = c.Lifecycle.PreStop, c.Lifecycle.PostStart
+		}
+		if w := m.preStopFor(c.Name, sidecar); w != nil && (ownPre == nil || w.preStopOver) {
+			p.preStop, p.preFrom = w.preStop, w
+		}
+		if w := m.postStartFor(c.Name, sidecar); w != nil && (ownPost == nil || w.postStOver) {
+			p.postStart, p.postFrom = w.postStart, w
+		}
+		if p.preStop != nil || p.postStart != nil {
+			plans = append(plans, p)
+		}
+	}
+	for i := range spec.Containers {
+		add(&spec.Containers[i], false, i, false)
+	}
+	for i := range spec.InitContainers {
+		if c := &spec.InitContainers[i]; isSidecar(c) {
+			add(c, true, i, true)
+		}
+	}
+	return plans
+}
+
+// edits are the changes mutation makes, computed against the input without
+// copying it, so a pod that needs nothing costs no deep copy.
+type edits struct {
+	hooks      []hookPlan
+	tgps       *int64
+	finalizers []string
+	label      bool
+	cleanup    *string
+	policies   *string
+}
+
+func (e *edits) none() bool {
+	return len(e.hooks) == 0 && e.tgps == nil && len(e.finalizers) == 0 && !e.label && e.cleanup == nil && e.policies == nil
+}
+
+func (m *merged) edits(pod *corev1.Pod, plans []hookPlan, cur, final int64) edits {
+	var e edits
+	for _, p := range plans {
+		var ownPre, ownPost *corev1.LifecycleHandler
+		if p.c.Lifecycle != nil {
+			ownPre, ownPost = p.c.Lifecycle.PreStop, p.c.Lifecycle.PostStart
+		}
+		if p.preStop != nil && equality.Semantic.DeepEqual(ownPre, p.preStop) {
+			p.preStop = nil
+		}
+		if p.postStart != nil && equality.Semantic.DeepEqual(ownPost, p.postStart) {
+			p.postStart = nil
+		}
+		if p.preStop != nil || p.postStart != nil {
+			e.hooks = append(e.hooks, p)
+		}
+	}
+	if final != cur {
+		e.tgps = &final
+	}
+	for _, f := range m.finalizers {
+		if !slices.Contains(pod.Finalizers, f) {
+			e.finalizers = append(e.finalizers, f)
+		}
+	}
+	// The label goes with any gracekeeper finalizer on the pod, so the
+	// finalizer controller's informer (which selects on it) sees the pod.
+	if len(m.finalizers) > 0 && pod.Labels[LabelFinalize] != "true" {
+		e.label = true
+	}
+	if len(m.cleanups) > 0 {
+		raw, err := json.Marshal(m.cleanups)
+		if s := string(raw); err == nil && pod.Annotations[AnnotationCleanup] != s {
+			e.cleanup = &s
+		}
+	}
+	names := m.names()
+	slices.Sort(names)
+	if s := strings.Join(names, ","); pod.Annotations[AnnotationPolicies] != s {
+		e.policies = &s
+	}
+	return e
+}
+
+// apply makes the edits on a deep copy of pod.
+func (e *edits) apply(pod *corev1.Pod) *corev1.Pod {
+	out := pod.DeepCopy()
+	for _, p := range e.hooks {
+		c := &out.Spec.Containers[p.idx]
+		if p.init {
+			c = &out.Spec.InitContainers[p.idx]
+		}
+		if c.Lifecycle == nil {
+			c.Lifecycle = &corev1.Lifecycle{}
+		}
+		// Copies: the compiled handlers belong to the Set, shared by all pods.
+		if p.preStop != nil {
+			c.Lifecycle.PreStop = p.preStop.DeepCopy()
+		}
+		if p.postStart != nil {
+			c.Lifecycle.PostStart = p.postStart.DeepCopy()
+		}
+	}
+	if e.tgps != nil {
+		v := *e.tgps
+		out.Spec.TerminationGracePeriodSeconds = &v
+	}
+	out.Finalizers = append(out.Finalizers, e.finalizers...)
+	if e.label {
+		if out.Labels == nil {
+			out.Labels = map[string]string{}
+		}
+		out.Labels[LabelFinalize] = "true"
+	}
+	if e.cleanup != nil || e.policies != nil {
+		if out.Annotations == nil {
+			out.Annotations = map[string]string{}
+		}
+		if e.cleanup != nil {
+			out.Annotations[AnnotationCleanup] = *e.cleanup
+		}
+		if e.policies != nil {
+			out.Annotations[AnnotationPolicies] = *e.policies
+		}
+	}
+	return out
+}

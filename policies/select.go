@@ -1,0 +1,192 @@
+package policies
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
+)
+
+// kv is one label requirement key=value, the unit of the selection index.
+type kv struct{ k, v string }
+
+// index narrows selection to the policies that can possibly match: each
+// policy with an equality requirement (matchLabels, or an In expression) is
+// filed under it, so a pod only looks at the policies filed under its own
+// labels (and its namespace's), plus the few with nothing to index on.
+// With 1,000 policies of which one matches, a pod evaluates about one.
+type index struct {
+	pod    map[kv][]int
+	ns     map[kv][]int
+	always []int
+}
+
+// indexKeys returns the (key, values) to file a selector under: the first
+// matchLabels key in sorted order, else the first In expression. ok is false
+// when the selector has no equality requirement (Exists, NotIn, ...).
+func indexKeys(ls *metav1.LabelSelector) (key string, values []string, ok bool) {
+	if ls == nil {
+		return "", nil, false
+	}
+	if len(ls.MatchLabels) > 0 {
+		keys := make([]string, 0, len(ls.MatchLabels))
+		for k := range ls.MatchLabels {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		return keys[0], []string{ls.MatchLabels[keys[0]]}, true
+	}
+	for _, e := range ls.MatchExpressions {
+		if e.Operator == metav1.LabelSelectorOpIn && len(e.Values) > 0 {
+			return e.Key, e.Values, true
+		}
+	}
+	return "", nil, false
+}
+
+func (ix *index) add(i int, m v1alpha1.Match) {
+	if k, vs, ok := indexKeys(m.PodSelector); ok {
+		for _, v := range vs {
+			ix.pod[kv{k, v}] = append(ix.pod[kv{k, v}], i)
+		}
+		return
+	}
+	if k, vs, ok := indexKeys(m.NamespaceSelector); ok {
+		for _, v := range vs {
+			ix.ns[kv{k, v}] = append(ix.ns[kv{k, v}], i)
+		}
+		return
+	}
+	ix.always = append(ix.always, i)
+}
+
+// nsLabels is a namespace's labels as the API server sets them: since
+// Kubernetes 1.21 every namespace carries kubernetes.io/metadata.name, which
+// callers such as `check` may not have filled in.
+type nsLabels struct {
+	name string
+	m    map[string]string
+}
+
+func (n nsLabels) Lookup(k string) (string, bool) {
+	if v, ok := n.m[k]; ok {
+		return v, true
+	}
+	if k == corev1.LabelMetadataName && n.name != "" {
+		return n.name, true
+	}
+	return "", false
+}
+func (n nsLabels) Has(k string) bool   { _, ok := n.Lookup(k); return ok }
+func (n nsLabels) Get(k string) string { v, _ := n.Lookup(k); return v }
+func nsName(pod *corev1.Pod, ns Namespace) string {
+	if ns.Name != "" {
+		return ns.Name
+	}
+	return pod.Namespace
+}
+
+// selectPolicies returns the policies whose selectors match the pod, highest
+// priority first. It allocates nothing when none matches.
+func (s *Set) selectPolicies(pod *corev1.Pod, ns Namespace) []*compiled {
+	if pod == nil || len(s.pols) == 0 {
+		return nil
+	}
+	name := nsName(pod, ns)
+	if _, ok := s.excluded[name]; ok {
+		return nil
+	}
+	var buf [32]int
+	cand := append(buf[:0], s.ix.always...)
+	for k, v := range pod.Labels {
+		cand = append(cand, s.ix.pod[kv{k, v}]...)
+	}
+	if len(s.ix.ns) > 0 {
+		_, hasName := ns.Labels[corev1.LabelMetadataName]
+		for k, v := range ns.Labels {
+			cand = append(cand, s.ix.ns[kv{k, v}]...)
+		}
+		if !hasName && name != "" {
+			cand = append(cand, s.ix.ns[kv{corev1.LabelMetadataName, name}]...)
+		}
+	}
+	// A policy is filed under one key only and a pod or namespace has one
+	// value per key, so cand holds no duplicates; keep those that match.
+	n := 0
+	nsl := nsLabels{name: name, m: ns.Labels}
+	for _, i := range cand {
+		c := s.pols[i]
+		if c.podSel != nil && !c.podSel.Matches(labels.Set(pod.Labels)) {
+			continue
+		}
+		if c.nsSel != nil && !c.nsSel.Matches(nsl) {
+			continue
+		}
+		cand[n] = i
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	cand = cand[:n]
+	slices.Sort(cand) // s.pols is in merge order, so index order is priority order
+	out := make([]*compiled, n)
+	for j, i := range cand {
+		out[j] = s.pols[i]
+	}
+	return out
+}
+
+// applicable is selection followed by the opt-out annotation: a policy with
+// allowOptOut is dropped when the pod says gracekeeper.dev/skip: "true".
+// Findings (opt-out, a bad skip value) are collected only when withFindings,
+// so that Mutate and Validate do not report them twice through Review.
+func (s *Set) applicable(pod *corev1.Pod, ns Namespace, withFindings bool) ([]*compiled, []Finding) {
+	pols := s.selectPolicies(pod, ns)
+	if len(pols) == 0 {
+		return nil, nil
+	}
+	raw, present := pod.Annotations[AnnotationSkip]
+	if !present {
+		return pols, nil
+	}
+	var findings []Finding
+	skip, err := strconv.ParseBool(raw)
+	if err != nil {
+		if withFindings {
+			findings = append(findings, Finding{
+				Policy: pols[0].name, Action: v1alpha1.ActionWarn, Reason: ReasonBadAnnotation,
+				Message: fmt.Sprintf("annotation %s: %q is not a boolean; it is ignored (use \"true\" to opt out)", AnnotationSkip, raw),
+			})
+		}
+		return pols, findings
+	}
+	if !skip {
+		return pols, nil
+	}
+	kept := pols[:0:0]
+	for _, c := range pols {
+		if c.spec.AllowOptOut {
+			if withFindings {
+				findings = append(findings, Finding{
+					Policy: c.name, Action: v1alpha1.ActionAudit, Reason: ReasonOptedOut,
+					Message: fmt.Sprintf("policy %q skipped: the pod has %s: %q and the policy allows opting out", c.name, AnnotationSkip, raw),
+				})
+			}
+			continue
+		}
+		if withFindings {
+			findings = append(findings, Finding{
+				Policy: c.name, Action: v1alpha1.ActionAudit, Reason: ReasonOptOutNotAllowed,
+				Message: fmt.Sprintf("policy %q still applies: the pod has %s: %q but the policy does not set allowOptOut", c.name, AnnotationSkip, raw),
+			})
+		}
+		kept = append(kept, c)
+	}
+	return kept, findings
+}
