@@ -2,12 +2,94 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/gracekeeper/gracekeeper/check"
+	"github.com/gracekeeper/gracekeeper/policies"
 )
 
-// runCheck is wired by the work on this subcommand.
-func runCheck(_ context.Context, _ []string, _ io.Reader, _, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "not implemented yet")
-	return 2
+// stringsFlag collects a repeatable flag (-f a -f b).
+type stringsFlag []string
+
+func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
+func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
+
+// runCheck is `gracekeeper check`: flags in, package check does the work.
+func runCheck(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("gracekeeper check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		files, pols stringsFlag
+		nsLabels    string
+		namespace   string
+		output      string
+	)
+	fs.Var(&files, "f", "pod or workload YAML (multi-document, v1 List); repeatable; - is stdin")
+	fs.Var(&pols, "p", "LifecyclePolicy file, or directory of *.yaml/*.yml files; repeatable")
+	fs.StringVar(&nsLabels, "namespace-labels", "", "labels of the objects' namespace, k=v,... (kubernetes.io/metadata.name is set from the name)")
+	fs.StringVar(&namespace, "namespace", "default", "namespace of objects that set no metadata.namespace")
+	fs.StringVar(&output, "o", "yaml", "output format of the objects: yaml or json")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: gracekeeper check -f FILE [-f FILE2] [-p POLICY_FILE_OR_DIR ...] [--namespace-labels k=v,...] [--namespace NAME] [-o yaml|json]")
+		fmt.Fprintln(stderr, "Prints the objects as admission would leave them on stdout and the findings on stderr.")
+		fmt.Fprintln(stderr, "Exit code: 0 all pass (warnings allowed), 1 something is denied, 2 bad input.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return check.ExitBadInput
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "gracekeeper check: unexpected argument %q (inputs go after -f)\n", fs.Arg(0))
+		return check.ExitBadInput
+	}
+	lbls, err := parseLabels(nsLabels)
+	if err != nil {
+		fmt.Fprintf(stderr, "gracekeeper check: --namespace-labels: %v\n", err)
+		return check.ExitBadInput
+	}
+	if errs := validation.IsDNS1123Label(namespace); len(errs) > 0 {
+		fmt.Fprintf(stderr, "gracekeeper check: --namespace %q: %s\n", namespace, strings.Join(errs, "; "))
+		return check.ExitBadInput
+	}
+	return check.Run(check.RunOptions{
+		Options: check.Options{
+			Namespace:       namespace,
+			NamespaceLabels: lbls,
+			// The namespaces the webhook configurations never send (DESIGN.md).
+			Engine: policies.Config{ExcludedNamespaces: []string{"kube-system", "kube-node-lease"}},
+		},
+		Files:       files,
+		PolicyPaths: pols,
+		Output:      check.Format(output),
+		Stdin:       stdin,
+		Stdout:      stdout,
+		Stderr:      stderr,
+	})
+}
+
+// parseLabels reads k=v,... and validates keys and values as the API server
+// would for a namespace's labels.
+func parseLabels(s string) (map[string]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	set, err := labels.ConvertSelectorToLabelsMap(s)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range set {
+		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
+			return nil, fmt.Errorf("label key %q: %s", k, strings.Join(errs, "; "))
+		}
+		if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
+			return nil, fmt.Errorf("label %q value %q: %s", k, v, strings.Join(errs, "; "))
+		}
+	}
+	return set, nil
 }

@@ -1,0 +1,158 @@
+package check
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+)
+
+// Result is what a check run found: every object in input order, and the
+// documents to print.
+type Result struct {
+	Objects []Object
+	docs    []outDoc
+}
+
+// outDoc is one input document and what admission makes of it.
+type outDoc struct {
+	raw     []byte // as written
+	json    []byte // after the change; nil for an empty document
+	changed bool
+	list    bool
+}
+
+// Changed is the number of objects the policies change.
+func (r *Result) Changed() int {
+	n := 0
+	for _, o := range r.Objects {
+		if o.Changed {
+			n++
+		}
+	}
+	return n
+}
+
+// Denied reports whether any object is denied.
+func (r *Result) Denied() bool {
+	for _, o := range r.Objects {
+		if o.Denied() {
+			return true
+		}
+	}
+	return false
+}
+
+// Check reads every file ("-" is stdin) and reviews every object. Bad input
+// is reported as one or more *InputError (joined), and then nothing else is
+// returned: a partly read input must not look like a pass.
+func (c *Checker) Check(files []string, stdin io.Reader) (*Result, error) {
+	res := &Result{}
+	var errs []error
+	stdinUsed := false
+	for _, f := range files {
+		if f == "-" {
+			if stdinUsed {
+				errs = append(errs, &InputError{Loc: Location{Source: "stdin"}, Err: errors.New(`"-" given more than once; standard input can be read only once`)})
+				continue
+			}
+			stdinUsed = true
+		}
+		docs, err := readInput(f, stdin)
+		fileErrs := flatten(err)
+		for _, d := range docs {
+			od, objs, err := c.checkDocument(d)
+			if err != nil {
+				fileErrs = append(fileErrs, flatten(err)...)
+				continue
+			}
+			res.docs = append(res.docs, od)
+			res.Objects = append(res.Objects, objs...)
+		}
+		errs = append(errs, sortByLocation(fileErrs)...)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return res, nil
+}
+
+func (c *Checker) checkDocument(d document) (outDoc, []Object, error) {
+	od := outDoc{raw: d.raw, json: d.json}
+	if d.json == nil {
+		return od, nil, nil
+	}
+	tm, err := readTypeMeta(d.json)
+	if err != nil {
+		return od, nil, &InputError{Loc: d.loc, Err: err}
+	}
+	var (
+		objs []Object
+		ops  []patchOp
+		errs []error
+	)
+	if tm.isList() {
+		od.list = true
+		for i, item := range tm.Items {
+			loc := d.loc
+			loc.Item = i + 1
+			o, p, err := c.reviewObject(loc, item, fmt.Sprintf("/items/%d", i))
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			objs = append(objs, o)
+			ops = append(ops, p...)
+		}
+	} else {
+		o, p, err := c.reviewObject(d.loc, d.json, "")
+		if err != nil {
+			return od, nil, err
+		}
+		objs, ops = []Object{o}, p
+	}
+	if len(errs) > 0 {
+		return od, nil, errors.Join(errs...)
+	}
+	if len(ops) > 0 {
+		out, err := applyPatch(d.json, ops)
+		if err != nil {
+			return od, nil, &InputError{Loc: d.loc, Err: err}
+		}
+		od.json, od.changed = out, true
+	}
+	return od, objs, nil
+}
+
+// flatten undoes errors.Join, so that each error can be sorted and printed.
+func flatten(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+// sortByLocation orders one file's errors by document and item, so that they
+// read top to bottom as the file does.
+func sortByLocation(errs []error) []error {
+	key := func(e error) (int, int) {
+		var ie *InputError
+		if errors.As(e, &ie) {
+			return ie.Loc.Doc, ie.Loc.Item
+		}
+		return 0, 0
+	}
+	sort.SliceStable(errs, func(i, j int) bool {
+		di, ii := key(errs[i])
+		dj, ij := key(errs[j])
+		return di < dj || (di == dj && ii < ij)
+	})
+	return errs
+}
