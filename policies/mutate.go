@@ -51,9 +51,17 @@ func (s *Set) Mutate(pod *corev1.Pod, ns Namespace) Decision {
 	if m.fit {
 		reach = max(cur, m.maxSecs)
 	}
+	type skipped struct {
+		c      *corev1.Container
+		hook   string
+		from   *compiled
+		sleep  int64
+		capped bool
+	}
+	var skips []skipped
 	for i := range plans {
 		if p := &plans[i]; p.preStop != nil && p.preStop.Sleep != nil && p.preStop.Sleep.Seconds > reach {
-			d.Findings = append(d.Findings, skipFinding(p.c.Name, "preStop", p.preFrom.name, p.preStop.Sleep.Seconds, reach, m))
+			skips = append(skips, skipped{p.c, "preStop", p.preFrom, p.preStop.Sleep.Seconds, m.fit && p.preStop.Sleep.Seconds > m.maxSecs})
 			p.preStop, p.preFrom = nil, nil
 		}
 	}
@@ -83,13 +91,23 @@ func (s *Set) Mutate(pod *corev1.Pod, ns Namespace) Decision {
 	for i := range plans {
 		p := &plans[i]
 		if p.preStop != nil && p.preStop.Sleep != nil && p.preStop.Sleep.Seconds > final {
-			d.Findings = append(d.Findings, skipFinding(p.c.Name, "preStop", p.preFrom.name, p.preStop.Sleep.Seconds, final, m))
+			skips = append(skips, skipped{p.c, "preStop", p.preFrom, p.preStop.Sleep.Seconds, m.fit && p.preStop.Sleep.Seconds > m.maxSecs})
 			p.preStop, p.preFrom = nil, nil
 		}
 		if p.postStart != nil && p.postStart.Sleep != nil && p.postStart.Sleep.Seconds > final {
-			d.Findings = append(d.Findings, skipFinding(p.c.Name, "postStart", p.postFrom.name, p.postStart.Sleep.Seconds, final, m))
+			skips = append(skips, skipped{p.c, "postStart", p.postFrom, p.postStart.Sleep.Seconds, m.fit && p.postStart.Sleep.Seconds > m.maxSecs})
 			p.postStart, p.postFrom = nil, nil
 		}
+	}
+	for _, k := range skips {
+		msg := fmt.Sprintf("container %q: %s sleep %ds from policy %q not injected: the API server refuses a sleep longer than terminationGracePeriodSeconds (%ds); ",
+			k.c.Name, k.hook, k.sleep, k.from.name, final)
+		if k.capped {
+			msg += fmt.Sprintf("fit may raise it only to maxSeconds %d (policy %q): raise maxSeconds to at least %d or shorten the sleep", m.maxSecs, m.fitFrom, k.sleep)
+		} else {
+			msg += fmt.Sprintf("raise terminationGracePeriodSeconds to at least %d or shorten the sleep", k.sleep)
+		}
+		d.Findings = append(d.Findings, Finding{Policy: k.from.name, Container: k.c.Name, Action: v1alpha1.ActionWarn, Reason: ReasonHookSkipped, Message: msg})
 	}
 
 	e := m.edits(pod, plans, cur, final)
@@ -98,15 +116,6 @@ func (s *Set) Mutate(pod *corev1.Pod, ns Namespace) Decision {
 	}
 	d.Pod, d.Changed = e.apply(pod), true
 	return d
-}
-
-func skipFinding(container, hook, policy string, sleep, tgps int64, m merged) Finding {
-	msg := fmt.Sprintf("container %q: %s sleep %ds from policy %q not injected: the API server refuses a sleep longer than terminationGracePeriodSeconds (%ds); raise terminationGracePeriodSeconds to at least %d or shorten the sleep",
-		container, hook, sleep, policy, tgps, sleep)
-	if m.fit {
-		msg += fmt.Sprintf(" (fit may raise it only to maxSeconds %d)", m.maxSecs)
-	}
-	return Finding{Policy: policy, Container: container, Action: v1alpha1.ActionWarn, Reason: ReasonHookSkipped, Message: msg}
 }
 
 // planHooks chooses, for each regular container and native sidecar, the hook
@@ -205,9 +214,11 @@ func (m *merged) edits(pod *corev1.Pod, plans []hookPlan, cur, final int64) edit
 func (e *edits) apply(pod *corev1.Pod) *corev1.Pod {
 	out := pod.DeepCopy()
 	for _, p := range e.hooks {
-		c := &out.Spec.Containers[p.idx]
+		var c *corev1.Container
 		if p.init {
 			c = &out.Spec.InitContainers[p.idx]
+		} else {
+			c = &out.Spec.Containers[p.idx]
 		}
 		if c.Lifecycle == nil {
 			c.Lifecycle = &corev1.Lifecycle{}
