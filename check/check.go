@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"sort"
+
+	"github.com/gracekeeper/gracekeeper/policies"
+	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 )
 
 // Result is what a check run found: every object in input order, and the
@@ -113,6 +116,13 @@ func (c *Checker) checkDocument(d document) (outDoc, []Object, error) {
 	}
 	if len(errs) > 0 {
 		return od, nil, errors.Join(errs...)
+	}
+	if d.duplicate != nil && len(objs) > 0 {
+		objs[0].Findings = append([]policies.Finding{{
+			Action:  v1alpha1.ActionWarn,
+			Reason:  ReasonDuplicateField,
+			Message: fmt.Sprintf("%v: the last one is used here; the API server's strict field validation (kubectl's default) refuses the object", d.duplicate),
+		}}, objs[0].Findings...)
 	}
 	if len(ops) > 0 {
 		out, err := applyPatch(d.json, ops)

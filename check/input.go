@@ -51,6 +51,10 @@ type document struct {
 	loc  Location
 	raw  []byte // as written, for echoing unchanged documents
 	json []byte // nil for an empty document (only comments or whitespace)
+	// duplicate is set when a mapping repeats a key: converting to JSON
+	// keeps the last, while the API server's strict field validation
+	// refuses the object.
+	duplicate error
 }
 
 // maxDocumentBytes bounds one document so that a runaway input fails clearly
@@ -88,7 +92,11 @@ func splitDocuments(source string, r io.Reader) ([]document, error) {
 		if bytes.Equal(bytes.TrimSpace(js), []byte("null")) {
 			js = nil
 		}
-		docs = append(docs, document{loc: loc, raw: chunk, json: js})
+		d := document{loc: loc, raw: chunk, json: js}
+		if _, err := yaml.YAMLToJSONStrict(chunk); err != nil {
+			d.duplicate = oneLine(err)
+		}
+		docs = append(docs, d)
 	}
 }
 
@@ -117,4 +125,17 @@ func readTypeMeta(js []byte) (typeMeta, error) {
 // `kubectl get -o yaml` prints, or a typed list such as PodList.
 func (tm typeMeta) isList() bool {
 	return tm.Kind == "List" || (strings.HasSuffix(tm.Kind, "List") && tm.Items != nil)
+}
+
+// oneLine turns yaml's multi-line "unmarshal errors" into one line, so each
+// finding stays on one line of output.
+func oneLine(err error) error {
+	s := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:")
+	var parts []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	return errors.New(strings.Join(parts, "; ") + " (lines count from the document's start)")
 }

@@ -78,6 +78,9 @@ func (c *codecs) loadPolicies(paths []string) ([]loadedPolicy, error) {
 			if d.json == nil {
 				continue
 			}
+			if d.duplicate != nil {
+				return nil, &InputError{Loc: d.loc, Err: fmt.Errorf("invalid LifecyclePolicy: %w", d.duplicate)}
+			}
 			pols, err := c.decodePolicies(d)
 			if err != nil {
 				return nil, err

@@ -24,6 +24,9 @@ const (
 	// server's strict field validation (kubectl's default since 1.27,
 	// KEP-2885) would refuse the object, and the engine cannot see the field.
 	ReasonUnknownField policies.Reason = "UnknownField"
+	// ReasonDuplicateField marks a mapping key given twice: the last one
+	// wins here, while strict field validation refuses the object.
+	ReasonDuplicateField policies.Reason = "DuplicateField"
 )
 
 // Options configure a Checker.
@@ -96,7 +99,7 @@ func New(opts Options, policyPaths []string) (*Checker, error) {
 		if !ok {
 			loc = Location{Source: "policies"}
 		}
-		errs = append(errs, &InputError{Loc: loc, Err: fmt.Errorf("policy %q is invalid: %s", f.Policy, f.Message)})
+		errs = append(errs, &InputError{Loc: loc, Err: fmt.Errorf("invalid policy: %s", f.Message)})
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
