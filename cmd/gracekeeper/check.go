@@ -73,23 +73,11 @@ func runCheck(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 	})
 }
 
-// parseLabels reads k=v,... and validates keys and values as the API server
-// would for a namespace's labels.
+// parseLabels reads k=v,...; keys and values are validated as label keys and
+// values (apimachinery's label parser does it).
 func parseLabels(s string) (map[string]string, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, nil
 	}
-	set, err := labels.ConvertSelectorToLabelsMap(s)
-	if err != nil {
-		return nil, err
-	}
-	for k, v := range set {
-		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
-			return nil, fmt.Errorf("label key %q: %s", k, strings.Join(errs, "; "))
-		}
-		if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
-			return nil, fmt.Errorf("label %q value %q: %s", k, v, strings.Join(errs, "; "))
-		}
-	}
-	return set, nil
+	return labels.ConvertSelectorToLabelsMap(s)
 }
