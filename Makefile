@@ -70,3 +70,23 @@ bench: ## Handler benchmarks with their baselines (see README for the ratios).
 
 clean:
 	rm -rf $(BIN)
+
+NODE_BINS := kube-controller-manager kube-scheduler kubelet kube-proxy
+
+node-assets: test-assets ## Build kubelet, kube-proxy, kube-scheduler, kube-controller-manager into bin/k8s/$(K8S_VERSION) (once).
+	@missing=""; for b in $(NODE_BINS); do [ -x $(K8S_BIN)/$$b ] || missing="$$missing k8s.io/kubernetes/cmd/$$b"; done; \
+	if [ -z "$$missing" ]; then \
+	  echo ">> node assets present in $(K8S_BIN)"; \
+	else \
+	  echo ">> building$$missing $(K8S_VERSION) from the Go module proxy into $(K8S_BIN)"; \
+	  echo ">> (the first build takes several minutes; later runs reuse it)"; \
+	  rm -rf $(K8S_BIN).node.tmp; mkdir -p $(K8S_BIN).node.tmp; \
+	  cd test/tools && go build -o $(K8S_BIN).node.tmp/ $$missing; \
+	  mv $(K8S_BIN).node.tmp/* $(K8S_BIN)/; rmdir $(K8S_BIN).node.tmp; \
+	fi
+
+cluster-up: node-assets ## Start a real one-node cluster here (Linux, root): see test/cluster/up.sh.
+	test/cluster/up.sh
+
+cluster-down: ## Stop the local cluster and remove every trace of it.
+	test/cluster/down.sh
