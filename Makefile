@@ -72,16 +72,23 @@ clean:
 	rm -rf $(BIN)
 
 NODE_BINS := kube-controller-manager kube-scheduler kubelet kube-proxy
+# Stamp the version as hack/lib/version.sh does: unstamped binaries report
+# v0.0.0-master+$$Format:%H$$, which helm cannot parse against a chart's kubeVersion.
+K8S_VERSION_LDFLAGS := $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
+  -X $(p).gitVersion=$(K8S_VERSION) -X $(p).gitMajor=$(word 1,$(subst ., ,$(K8S_VERSION:v%=%))) \
+  -X $(p).gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION:v%=%))) -X $(p).gitTreeState=clean)
 
-node-assets: test-assets ## Build kubelet, kube-proxy, kube-scheduler, kube-controller-manager into bin/k8s/$(K8S_VERSION) (once).
-	@missing=""; for b in $(NODE_BINS); do [ -x $(K8S_BIN)/$$b ] || missing="$$missing k8s.io/kubernetes/cmd/$$b"; done; \
+node-assets: test-assets ## Build kubelet, kube-proxy, kube-scheduler, kube-controller-manager into bin/k8s/$(K8S_VERSION) (once); stamp kube-apiserver and kubectl with the version.
+	@missing=""; for b in $(NODE_BINS) kube-apiserver; do \
+	  if ! $(K8S_BIN)/$$b --version 2>/dev/null | grep -q 'Kubernetes $(K8S_VERSION)$$'; then missing="$$missing k8s.io/kubernetes/cmd/$$b"; fi; done; \
+	if ! $(K8S_BIN)/kubectl version --client 2>/dev/null | grep -q 'Client Version: $(K8S_VERSION)$$'; then missing="$$missing k8s.io/kubernetes/cmd/kubectl"; fi; \
 	if [ -z "$$missing" ]; then \
 	  echo ">> node assets present in $(K8S_BIN)"; \
 	else \
-	  echo ">> building$$missing $(K8S_VERSION) from the Go module proxy into $(K8S_BIN)"; \
+	  echo ">> building$$missing $(K8S_VERSION) (version-stamped) from the Go module proxy into $(K8S_BIN)"; \
 	  echo ">> (the first build takes several minutes; later runs reuse it)"; \
 	  rm -rf $(K8S_BIN).node.tmp; mkdir -p $(K8S_BIN).node.tmp; \
-	  cd test/tools && go build -o $(K8S_BIN).node.tmp/ $$missing; \
+	  cd test/tools && go build -ldflags '$(K8S_VERSION_LDFLAGS)' -o $(K8S_BIN).node.tmp/ $$missing; \
 	  mv $(K8S_BIN).node.tmp/* $(K8S_BIN)/; rmdir $(K8S_BIN).node.tmp; \
 	fi
 
