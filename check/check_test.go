@@ -2,6 +2,7 @@ package check
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -236,11 +237,50 @@ spec:
 			want:     ExitBadInput,
 			stderr:   []string{`doc 2 of p.yaml: invalid policy: policy "globby"`, "match.containers"},
 		},
-		"bad policy: the engine refuses it (unknown action)": {
+		"bad policy: the CRD schema refuses an unknown action": {
 			files:    []file{{"input.yaml", podWeb}, {"p.yaml", strings.Replace(policyDeny, "action: Deny", "action: Refuse", 1)}},
 			policies: []string{"p.yaml"},
 			want:     ExitBadInput,
-			stderr:   []string{`doc 1 of p.yaml: invalid policy: policy "drain"`, `"Refuse"`},
+			stderr:   []string{`doc 1 of p.yaml: LifecyclePolicy "drain" would be refused by the API server`, `spec.validation.action: Unsupported value: "Refuse"`},
+		},
+		"bad policy: the CRD's CEL rules refuse exec without budgetSeconds": {
+			files:    []file{{"input.yaml", podWeb}, {"p.yaml", strings.Replace(policyDeny, "preStop: {sleep: {seconds: 25}}", `preStop: {exec: {command: ["/drain"]}}`, 1)}},
+			policies: []string{"p.yaml"},
+			want:     ExitBadInput,
+			stderr:   []string{`would be refused by the API server`, "spec.preStop.exec.budgetSeconds", "exec needs budgetSeconds"},
+		},
+		"bad policy: the CRD's CEL rules refuse two actions": {
+			files:    []file{{"input.yaml", podWeb}, {"p.yaml", strings.Replace(policyDeny, "preStop: {sleep: {seconds: 25}}", `preStop: {sleep: {seconds: 5}, httpGet: {port: 80, budgetSeconds: 5}}`, 1)}},
+			policies: []string{"p.yaml"},
+			want:     ExitBadInput,
+			stderr:   []string{`would be refused by the API server`, "exactly one of sleep, exec or httpGet must be set"},
+		},
+		"bad policy: the CRD schema refuses negative seconds": {
+			files:    []file{{"input.yaml", podWeb}, {"p.yaml", strings.Replace(policyDeny, "shutdownSeconds: 10", "shutdownSeconds: -1", 1)}},
+			policies: []string{"p.yaml"},
+			want:     ExitBadInput,
+			stderr:   []string{`would be refused by the API server`, "spec.shutdownSeconds"},
+		},
+		"bad policy: the CRD's CEL rules refuse a plain-http cleanup URL outside the cluster": {
+			files: []file{{"input.yaml", podWeb}, {"p.yaml", policyDeny + `  cleanup:
+    finalizer: example.com/release-ip
+    url: http://ipam.example.com/release
+`}},
+			policies: []string{"p.yaml"},
+			want:     ExitBadInput,
+			stderr:   []string{`would be refused by the API server`, "spec.cleanup.url", "url must be https"},
+		},
+		"bad policy: a name that is not a DNS subdomain": {
+			files:    []file{{"input.yaml", podWeb}, {"p.yaml", strings.Replace(policyDeny, "name: drain", "name: Drain_Now", 1)}},
+			policies: []string{"p.yaml"},
+			want:     ExitBadInput,
+			stderr:   []string{`LifecyclePolicy "Drain_Now": metadata.name`},
+		},
+		"policy defaults: a policy without validation denies, as in the cluster": {
+			files:    []file{{"input.yaml", podWeb}, {"p.yaml", strings.Replace(policyDeny, "  validation: {action: Deny}\n", "", 1)}},
+			policies: []string{"p.yaml"},
+			want:     ExitDenied,
+			stderr:   []string{"DENY  pod/web"},
 		},
 		"bad policy: names must be unique": {
 			files:    []file{{"input.yaml", podWeb}, {"a.yaml", policyDeny}, {"b.yaml", policyDeny}},
@@ -290,7 +330,7 @@ spec:
 				args = []string{"input.yaml"}
 			}
 			var stdout, stderr bytes.Buffer
-			code := Run(RunOptions{
+			code := Run(context.Background(), RunOptions{
 				Options:     testOptions(tc.options),
 				Files:       args,
 				PolicyPaths: tc.policies,
@@ -336,7 +376,7 @@ func TestNoPolicyMatchesLeavesInputAsIs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(testOptions(Options{}), []string{filepath.Join(goldenDir, "no-match", "policies.yaml")})
+	c, err := New(context.Background(), testOptions(Options{}), []string{filepath.Join(goldenDir, "no-match", "policies.yaml")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +421,7 @@ func TestJSONOutputIsIdempotent(t *testing.T) {
 	dir := filepath.Join(goldenDir, "all-kinds")
 	pass := func(files []string, stdin []byte) []byte {
 		var out, errOut bytes.Buffer
-		code := Run(RunOptions{Options: testOptions(Options{}), Files: files, PolicyPaths: []string{filepath.Join(dir, "policies.yaml")},
+		code := Run(context.Background(), RunOptions{Options: testOptions(Options{}), Files: files, PolicyPaths: []string{filepath.Join(dir, "policies.yaml")},
 			Output: FormatJSON, Stdin: bytes.NewReader(stdin), Stdout: &out, Stderr: &errOut})
 		if code != ExitPass {
 			t.Fatalf("exit %d: %s", code, errOut.String())

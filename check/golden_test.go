@@ -2,6 +2,7 @@ package check
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -48,7 +49,7 @@ func runGolden(t *testing.T, dir string, o Options, stdin []byte) (stdout []byte
 		in = "-"
 	}
 	var out, errOut bytes.Buffer
-	code := Run(RunOptions{
+	code := Run(context.Background(), RunOptions{
 		Options:     testOptions(o),
 		Files:       []string{in},
 		PolicyPaths: []string{filepath.Join(dir, "policies.yaml")},
@@ -69,7 +70,7 @@ func TestGolden(t *testing.T) {
 
 			// Second pass, as the mutating webhook's reinvocation does: the
 			// output fed back in must come out identical, with no change.
-			c, err := New(testOptions(tc.options), []string{filepath.Join(dir, "policies.yaml")})
+			c, err := New(context.Background(), testOptions(tc.options), []string{filepath.Join(dir, "policies.yaml")})
 			if err != nil {
 				t.Fatal(err)
 			}

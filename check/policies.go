@@ -2,6 +2,8 @@ package check
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +11,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	utiljson "k8s.io/apimachinery/pkg/util/json"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 )
@@ -58,7 +63,7 @@ func policyFiles(paths []string) ([]string, error) {
 // an unknown or duplicated field is an error, as it would be for
 // `kubectl apply --validate=strict`, because a misspelt field silently
 // changes what the policy does.
-func (c *codecs) loadPolicies(paths []string) ([]loadedPolicy, error) {
+func (c *codecs) loadPolicies(ctx context.Context, schema *policySchema, paths []string) ([]loadedPolicy, error) {
 	files, err := policyFiles(paths)
 	if err != nil {
 		return nil, err
@@ -81,7 +86,7 @@ func (c *codecs) loadPolicies(paths []string) ([]loadedPolicy, error) {
 			if d.duplicate != nil {
 				return nil, &InputError{Loc: d.loc, Err: fmt.Errorf("invalid LifecyclePolicy: %w", d.duplicate)}
 			}
-			pols, err := c.decodePolicies(d)
+			pols, err := c.decodePolicies(ctx, schema, d)
 			if err != nil {
 				return nil, err
 			}
@@ -97,7 +102,7 @@ func (c *codecs) loadPolicies(paths []string) ([]loadedPolicy, error) {
 	return out, nil
 }
 
-func (c *codecs) decodePolicies(d document) ([]loadedPolicy, error) {
+func (c *codecs) decodePolicies(ctx context.Context, schema *policySchema, d document) ([]loadedPolicy, error) {
 	tm, err := readTypeMeta(d.json)
 	if err != nil {
 		return nil, &InputError{Loc: d.loc, Err: err}
@@ -107,7 +112,7 @@ func (c *codecs) decodePolicies(d document) ([]loadedPolicy, error) {
 		for i, item := range tm.Items {
 			loc := d.loc
 			loc.Item = i + 1
-			p, err := c.decodePolicy(loc, item)
+			p, err := c.decodePolicy(ctx, schema, loc, item)
 			if err != nil {
 				return nil, err
 			}
@@ -115,14 +120,14 @@ func (c *codecs) decodePolicies(d document) ([]loadedPolicy, error) {
 		}
 		return out, nil
 	}
-	p, err := c.decodePolicy(d.loc, d.json)
+	p, err := c.decodePolicy(ctx, schema, d.loc, d.json)
 	if err != nil {
 		return nil, err
 	}
 	return []loadedPolicy{p}, nil
 }
 
-func (c *codecs) decodePolicy(loc Location, js []byte) (loadedPolicy, error) {
+func (c *codecs) decodePolicy(ctx context.Context, schema *policySchema, loc Location, js []byte) (loadedPolicy, error) {
 	tm, err := readTypeMeta(js)
 	if err != nil {
 		return loadedPolicy{}, &InputError{Loc: loc, Err: err}
@@ -137,6 +142,27 @@ func (c *codecs) decodePolicy(loc Location, js []byte) (loadedPolicy, error) {
 	}
 	if p.Name == "" {
 		return loadedPolicy{}, &InputError{Loc: loc, Err: errors.New("invalid LifecyclePolicy: metadata.name is required")}
+	}
+	// The API server names custom resources as DNS subdomains.
+	if errs := validation.IsDNS1123Subdomain(p.Name); len(errs) > 0 {
+		return loadedPolicy{}, &InputError{Loc: loc, Err: fmt.Errorf("LifecyclePolicy %q: metadata.name: %s", p.Name, strings.Join(errs, "; "))}
+	}
+	// Default and validate as the API server would, then read the defaulted
+	// policy: the engine sees what it would see in the cluster.
+	var u map[string]any
+	if err := utiljson.Unmarshal(js, &u); err != nil {
+		return loadedPolicy{}, &InputError{Loc: loc, Err: fmt.Errorf("invalid LifecyclePolicy: %w", err)}
+	}
+	if errs := schema.defaultAndValidate(ctx, u); len(errs) > 0 {
+		return loadedPolicy{}, &InputError{Loc: loc, Err: fmt.Errorf("LifecyclePolicy %q would be refused by the API server: %v", p.Name, errs.ToAggregate())}
+	}
+	defaulted, err := json.Marshal(u)
+	if err != nil {
+		return loadedPolicy{}, &InputError{Loc: loc, Err: err}
+	}
+	p = v1alpha1.LifecyclePolicy{}
+	if _, _, err := c.lenient.Decode(defaulted, nil, &p); err != nil {
+		return loadedPolicy{}, &InputError{Loc: loc, Err: fmt.Errorf("invalid LifecyclePolicy: %w", err)}
 	}
 	return loadedPolicy{policy: p, loc: loc}, nil
 }

@@ -1,6 +1,7 @@
 package check
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -77,12 +78,16 @@ type Checker struct {
 // New compiles the policies read from policyPaths (files, or directories of
 // *.yaml and *.yml files). A policy that cannot be read or compiled is an
 // *InputError naming it.
-func New(opts Options, policyPaths []string) (*Checker, error) {
+func New(ctx context.Context, opts Options, policyPaths []string) (*Checker, error) {
 	c, err := newCodecs()
 	if err != nil {
 		return nil, err
 	}
-	loaded, err := c.loadPolicies(policyPaths)
+	schema, err := newPolicySchema()
+	if err != nil {
+		return nil, err
+	}
+	loaded, err := c.loadPolicies(ctx, schema, policyPaths)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package check
 
 import (
+	"context"
 	"fmt"
 	"io"
 )
@@ -27,7 +28,7 @@ type RunOptions struct {
 
 // Run checks the files against the policies, prints the objects on Stdout
 // and the findings on Stderr, and returns the exit code.
-func Run(o RunOptions) int {
+func Run(ctx context.Context, o RunOptions) int {
 	if len(o.Files) == 0 {
 		fmt.Fprintln(o.Stderr, "gracekeeper check: no input: give -f FILE (or -f - for stdin)")
 		return ExitBadInput
@@ -36,7 +37,7 @@ func Run(o RunOptions) int {
 		fmt.Fprintf(o.Stderr, "gracekeeper check: unknown output format %q: use yaml or json\n", o.Output)
 		return ExitBadInput
 	}
-	c, err := New(o.Options, o.PolicyPaths)
+	c, err := New(ctx, o.Options, o.PolicyPaths)
 	if err != nil {
 		printErrors(o.Stderr, err)
 		return ExitBadInput

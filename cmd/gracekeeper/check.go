@@ -21,7 +21,7 @@ func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
 func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
 
 // runCheck is `gracekeeper check`: flags in, package check does the work.
-func runCheck(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func runCheck(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gracekeeper check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -57,7 +57,7 @@ func runCheck(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 		fmt.Fprintf(stderr, "gracekeeper check: --namespace %q: %s\n", namespace, strings.Join(errs, "; "))
 		return check.ExitBadInput
 	}
-	return check.Run(check.RunOptions{
+	return check.Run(ctx, check.RunOptions{
 		Options: check.Options{
 			Namespace:       namespace,
 			NamespaceLabels: lbls,
