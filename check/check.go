@@ -1,6 +1,7 @@
 package check
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -50,21 +51,37 @@ func (r *Result) Denied() bool {
 // is reported as one or more *InputError (joined), and then nothing else is
 // returned: a partly read input must not look like a pass.
 func (c *Checker) Check(files []string, stdin io.Reader) (*Result, error) {
-	res := &Result{}
-	var errs []error
+	type input struct {
+		docs []document
+		errs []error
+	}
+	var inputs []input
 	stdinUsed := false
 	for _, f := range files {
 		if f == "-" {
 			if stdinUsed {
-				errs = append(errs, &InputError{Loc: Location{Source: "stdin"}, Err: errors.New(`"-" given more than once; standard input can be read only once`)})
+				inputs = append(inputs, input{errs: []error{&InputError{Loc: Location{Source: "stdin"}, Err: errors.New(`"-" given more than once; standard input can be read only once`)}}})
 				continue
 			}
 			stdinUsed = true
 		}
 		docs, err := readInput(f, stdin)
-		fileErrs := flatten(err)
-		for _, d := range docs {
-			od, objs, err := c.checkDocument(d)
+		inputs = append(inputs, input{docs: docs, errs: flatten(err)})
+	}
+	// Namespaces declared in the input carry their own labels, as they
+	// will in the cluster once applied.
+	var all []document
+	for _, in := range inputs {
+		all = append(all, in.docs...)
+	}
+	declared := namespacesIn(all)
+
+	res := &Result{}
+	var errs []error
+	for _, in := range inputs {
+		fileErrs := in.errs
+		for _, d := range in.docs {
+			od, objs, err := c.checkDocument(d, declared)
 			if err != nil {
 				fileErrs = append(fileErrs, flatten(err)...)
 				continue
@@ -80,7 +97,7 @@ func (c *Checker) Check(files []string, stdin io.Reader) (*Result, error) {
 	return res, nil
 }
 
-func (c *Checker) checkDocument(d document) (outDoc, []Object, error) {
+func (c *Checker) checkDocument(d document, declared map[string]map[string]string) (outDoc, []Object, error) {
 	od := outDoc{raw: d.raw, json: d.json}
 	if d.json == nil {
 		return od, nil, nil
@@ -99,7 +116,7 @@ func (c *Checker) checkDocument(d document) (outDoc, []Object, error) {
 		for i, item := range tm.Items {
 			loc := d.loc
 			loc.Item = i + 1
-			o, p, err := c.reviewObject(loc, item, fmt.Sprintf("/items/%d", i))
+			o, p, err := c.reviewObject(loc, item, fmt.Sprintf("/items/%d", i), declared)
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -108,7 +125,7 @@ func (c *Checker) checkDocument(d document) (outDoc, []Object, error) {
 			ops = append(ops, p...)
 		}
 	} else {
-		o, p, err := c.reviewObject(d.loc, d.json, "")
+		o, p, err := c.reviewObject(d.loc, d.json, "", declared)
 		if err != nil {
 			return od, nil, err
 		}
@@ -165,4 +182,41 @@ func sortByLocation(errs []error) []error {
 		return di < dj || (di == dj && ii < ij)
 	})
 	return errs
+}
+
+// namespacesIn returns the labels of the v1 Namespaces among docs (Lists
+// included), by name. Malformed documents are left to the review to report.
+func namespacesIn(docs []document) map[string]map[string]string {
+	type nsDoc struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Metadata   struct {
+			Name   string            `json:"name"`
+			Labels map[string]string `json:"labels"`
+		} `json:"metadata"`
+	}
+	out := map[string]map[string]string{}
+	add := func(js []byte) {
+		var n nsDoc
+		if json.Unmarshal(js, &n) == nil && n.APIVersion == "v1" && n.Kind == "Namespace" && n.Metadata.Name != "" {
+			out[n.Metadata.Name] = n.Metadata.Labels
+		}
+	}
+	for _, d := range docs {
+		if d.json == nil {
+			continue
+		}
+		tm, err := readTypeMeta(d.json)
+		if err != nil {
+			continue
+		}
+		if tm.isList() {
+			for _, item := range tm.Items {
+				add(item)
+			}
+			continue
+		}
+		add(d.json)
+	}
+	return out
 }

@@ -148,6 +148,20 @@ spec:
 			want:     ExitPass,
 			stderr:   []string{"0 changed"},
 		},
+		"namespace: a Namespace in the input brings its labels": {
+			files: []file{{"input.yaml", strings.Replace(podWeb, "name: web", "name: web\n  namespace: shop", 1) + `---
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Namespace
+  metadata: {name: shop, labels: {gracekeeper.dev/ignore: "false", tier: prod}}
+`}, {"p.yaml", strings.Replace(policyDeny, "spec:\n", "spec:\n  match: {namespaceSelector: {matchLabels: {tier: prod}}}\n", 1)}},
+			policies: []string{"p.yaml"},
+			options:  Options{NamespaceLabels: map[string]string{"gracekeeper.dev/ignore": "true"}},
+			want:     ExitDenied,
+			stderr:   []string{"DENY  pod/web (doc 1 of input.yaml)", "2 objects (1 reviewed"},
+		},
 		"namespace: gracekeeper.dev/ignore=true namespaces are never reviewed": {
 			files:    []file{{"input.yaml", podWeb}, {"p.yaml", policyDeny}},
 			policies: []string{"p.yaml"},

@@ -119,11 +119,15 @@ func New(ctx context.Context, opts Options, policyPaths []string) (*Checker, err
 func (c *Checker) Policies() int { return c.set.Len() }
 
 // namespace is what the engine learns of namespace name: the labels given,
-// plus kubernetes.io/metadata.name, which the API server sets on every
-// namespace (pkg/registry/core/namespace/strategy.go, KEP-2161).
-func (c *Checker) namespace(name string) policies.Namespace {
+// then those of the Namespace when the input declares it, plus
+// kubernetes.io/metadata.name, which the API server sets on every namespace
+// (pkg/registry/core/namespace/strategy.go, KEP-2161).
+func (c *Checker) namespace(name string, declared map[string]map[string]string) policies.Namespace {
 	labels := make(map[string]string, len(c.opts.NamespaceLabels)+1)
 	for k, v := range c.opts.NamespaceLabels {
+		labels[k] = v
+	}
+	for k, v := range declared[name] {
 		labels[k] = v
 	}
 	labels[corev1.LabelMetadataName] = name
@@ -133,7 +137,7 @@ func (c *Checker) namespace(name string) policies.Namespace {
 // reviewObject reviews one object (a document, or an item of a List) and
 // returns the JSON patch that turns it into what admission makes of it;
 // prefix is the object's JSON pointer within its document.
-func (c *Checker) reviewObject(loc Location, js []byte, prefix string) (Object, []patchOp, error) {
+func (c *Checker) reviewObject(loc Location, js []byte, prefix string, declared map[string]map[string]string) (Object, []patchOp, error) {
 	tm, err := readTypeMeta(js)
 	if err != nil {
 		return Object{}, nil, &InputError{Loc: loc, Err: err}
@@ -184,7 +188,7 @@ func (c *Checker) reviewObject(loc Location, js []byte, prefix string) (Object, 
 		before = policies.PodFromTemplate(acc, tm.Kind, tmpl)
 		pointer = ptr
 	}
-	ns := c.namespace(o.Namespace)
+	ns := c.namespace(o.Namespace, declared)
 	if ns.Labels[labelIgnoreNamespace] == "true" {
 		return o, nil, nil // admission never sees it
 	}
