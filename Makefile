@@ -97,3 +97,19 @@ cluster-up: node-assets ## Start a real one-node cluster here (Linux, root): see
 
 cluster-down: ## Stop the local cluster and remove every trace of it.
 	test/cluster/down.sh
+
+HELM_VER ?= v3.22.0
+HELM     := $(BIN)/helm-$(HELM_VER)
+
+$(HELM):
+	@echo ">> building helm $(HELM_VER) from the Go module proxy"
+	@mkdir -p $(BIN)/tmp-helm
+	GOBIN=$(BIN)/tmp-helm go install helm.sh/helm/v3/cmd/helm@$(HELM_VER)
+	mv $(BIN)/tmp-helm/helm $@
+
+e2e-local: ## The e2e suite on a real node here (Linux, root; else skipped): cluster-up, helm install, go test -tags e2e, cluster-down.
+	@if [ "$$(uname -s)" != Linux ] || [ "$$(id -u)" != 0 ]; then \
+	  echo ">> e2e-local SKIPPED: needs Linux and root (a real kubelet); make e2e-kind needs only Docker"; \
+	else \
+	  $(MAKE) --no-print-directory node-assets $(HELM) && HELM=$(HELM) test/cluster/e2e-local.sh; \
+	fi

@@ -303,7 +303,10 @@ func hostUptime(t *testing.T) float64 {
 
 func newNamespace(ctx context.Context, t *testing.T, cs kubernetes.Interface) string {
 	t.Helper()
-	ns, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "gk-node-test-"}}, metav1.CreateOptions{})
+	// The ignore label keeps an installed gracekeeper (make e2e-local) from
+	// adding hooks: these tests measure the kubelet alone.
+	ns, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		GenerateName: "gk-node-test-", Labels: map[string]string{"gracekeeper.dev/ignore": "true"}}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,6 +67,7 @@ if [[ -f $D/pids/kube-apiserver.pid ]] && alive "$(cat "$D/pids/kube-apiserver.p
 		while read -r ns name; do
 			[[ -n $name ]] && K -n "$ns" patch pod "$name" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1
 		done
+	log "deleting all pods"
 	K delete pods -A --all --grace-period=1 --wait=false >/dev/null 2>&1
 	for ((i = 0; i < 150; i++)); do
 		[[ -z $(CTR tasks ls -q 2>/dev/null) ]] && break
@@ -75,6 +76,7 @@ if [[ -f $D/pids/kube-apiserver.pid ]] && alive "$(cat "$D/pids/kube-apiserver.p
 fi
 
 # 2. Components, in reverse start order.
+log "stopping the components"
 if [[ -f $D/pids/order ]]; then
 	for name in $(tac "$D/pids/order"); do
 		[[ $name == containerd ]] && continue
@@ -117,6 +119,7 @@ for c in $(cgroup_dirs); do
 done
 sleep 0.3
 
+log "unmounting and removing the network, cgroups and files"
 # 5. Mounts under the temp dir (the kubelet bind-mounts its root dir onto
 #    itself, volumes, container rootfs, shm, network namespaces), deepest first.
 for ((round = 0; round < 3; round++)); do

@@ -72,7 +72,8 @@ mkdir -p "$STATE_DIR"
 D=$(mktemp -d /tmp/gk-cluster.XXXXXX)
 chmod 755 "$D"
 echo "DIR=$D" >"$STATE_FILE"
-mkdir -p "$D"/{pids,logs,pki,etcd,containerd,cni/net.d,cni/data,kubelet/root,kubelet/certs,kubelet/volume-plugins,kubelet/pod-logs,images,run}
+mkdir -p "$D"/{pids,logs,pki,etcd,containerd,cni/net.d,cni/data,kubelet/root,kubelet/certs,kubelet/volume-plugins,kubelet/pod-logs,images}
+chmod 700 "$D/etcd" "$D/pki"
 # What existed before, so that down.sh removes only what this run made.
 {
 	echo "PRE_VAR_LOG_CONTAINERS=$([[ -d /var/log/containers ]] && echo 1 || echo 0)"
