@@ -1,0 +1,104 @@
+// Package install holds what the integration suite and `make demo` share to
+// register gracekeeper with a local kube-apiserver: the webhook
+// configurations exactly as charts/gracekeeper renders them (through
+// test/chartrender, Helm's own engine), rewritten to reach a server on
+// loopback instead of the in-cluster Service.
+package install
+
+import (
+	"fmt"
+	"strings"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/gracekeeper/gracekeeper/test/chartrender"
+)
+
+// Namespace is the release namespace the chart renders for: the webhooks
+// exclude it, so gracekeeper can never block its own pods.
+const Namespace = chartrender.Namespace
+
+// IgnoreLabel on a namespace keeps gracekeeper out of it (the chart's default
+// webhook.ignoreLabel).
+const IgnoreLabel = "gracekeeper.dev/ignore"
+
+// Options are the chart values that shape the webhook configurations.
+type Options struct {
+	// FailurePolicy of every webhook (webhook.mutating/validating.failurePolicy).
+	FailurePolicy admissionregistrationv1.FailurePolicyType
+	// TimeoutSeconds of every webhook (webhook.timeoutSeconds).
+	TimeoutSeconds int32
+}
+
+// DefaultOptions: Fail, so that a gracekeeper outage shows as a refusal
+// rather than as pods silently admitted without hooks; 5 s, the chart's timeout.
+func DefaultOptions() Options {
+	return Options{FailurePolicy: admissionregistrationv1.Fail, TimeoutSeconds: 5}
+}
+
+// Webhooks renders the chart with o and returns its
+// MutatingWebhookConfiguration and ValidatingWebhookConfiguration, still
+// pointing at the in-cluster Service (PointAt rewrites them).
+func Webhooks(o Options) (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration, error) {
+	objs, err := chartrender.Render(map[string]any{
+		"webhook": map[string]any{
+			"timeoutSeconds": int64(o.TimeoutSeconds),
+			"mutating":       map[string]any{"failurePolicy": string(o.FailurePolicy)},
+			"validating":     map[string]any{"failurePolicy": string(o.FailurePolicy)},
+		},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("render charts/gracekeeper: %w", err)
+	}
+	var mut *admissionregistrationv1.MutatingWebhookConfiguration
+	var val *admissionregistrationv1.ValidatingWebhookConfiguration
+	for _, u := range objs {
+		var into any
+		switch u.GetKind() {
+		case "MutatingWebhookConfiguration":
+			mut = &admissionregistrationv1.MutatingWebhookConfiguration{}
+			into = mut
+		case "ValidatingWebhookConfiguration":
+			val = &admissionregistrationv1.ValidatingWebhookConfiguration{}
+			into = val
+		default:
+			continue
+		}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into); err != nil {
+			return nil, nil, fmt.Errorf("rendered %s: %w", u.GetKind(), err)
+		}
+	}
+	if mut == nil || val == nil {
+		return nil, nil, fmt.Errorf("charts/gracekeeper rendered no Mutating and Validating webhook configurations")
+	}
+	return mut, val, nil
+}
+
+// PointAt rewrites every webhook's clientConfig from the in-cluster Service to
+// baseURL (e.g. "https://127.0.0.1:9443") plus the Service's path, trusting
+// caBundle: what a cluster reaches through the Service, a local API server
+// reaches on loopback. It fails on a webhook that names no Service path.
+func PointAt(mut *admissionregistrationv1.MutatingWebhookConfiguration, val *admissionregistrationv1.ValidatingWebhookConfiguration, baseURL string, caBundle []byte) error {
+	rewrite := func(name string, cc *admissionregistrationv1.WebhookClientConfig) error {
+		if cc.Service == nil || cc.Service.Path == nil {
+			return fmt.Errorf("webhook %s: clientConfig has no service path to rewrite", name)
+		}
+		u := strings.TrimSuffix(baseURL, "/") + "/" + strings.TrimPrefix(*cc.Service.Path, "/")
+		cc.URL = &u
+		cc.Service = nil
+		cc.CABundle = caBundle
+		return nil
+	}
+	for i := range mut.Webhooks {
+		if err := rewrite(mut.Webhooks[i].Name, &mut.Webhooks[i].ClientConfig); err != nil {
+			return err
+		}
+	}
+	for i := range val.Webhooks {
+		if err := rewrite(val.Webhooks[i].Name, &val.Webhooks[i].ClientConfig); err != nil {
+			return err
+		}
+	}
+	return nil
+}

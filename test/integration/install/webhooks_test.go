@@ -1,0 +1,53 @@
+package install
+
+import (
+	"strings"
+	"testing"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+)
+
+// TestWebhooksPointAt: every webhook the chart renders is rewritten to the
+// local URL with its path and the CA, and the chart values come through.
+func TestWebhooksPointAt(t *testing.T) {
+	mut, val, err := Webhooks(Options{FailurePolicy: admissionregistrationv1.Ignore, TimeoutSeconds: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := PointAt(mut, val, "https://127.0.0.1:1234/", []byte("CA")); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	check := func(name string, cc admissionregistrationv1.WebhookClientConfig, fp *admissionregistrationv1.FailurePolicyType, timeout *int32) {
+		if cc.Service != nil || cc.URL == nil || string(cc.CABundle) != "CA" {
+			t.Errorf("%s: clientConfig not rewritten: %+v", name, cc)
+			return
+		}
+		got[name] = *cc.URL
+		if fp == nil || *fp != admissionregistrationv1.Ignore || timeout == nil || *timeout != 3 {
+			t.Errorf("%s: failurePolicy %v timeout %v, want Ignore 3", name, fp, timeout)
+		}
+	}
+	for _, w := range mut.Webhooks {
+		check(w.Name, w.ClientConfig, w.FailurePolicy, w.TimeoutSeconds)
+	}
+	for _, w := range val.Webhooks {
+		check(w.Name, w.ClientConfig, w.FailurePolicy, w.TimeoutSeconds)
+	}
+	want := map[string]string{
+		"mutate-pods.gracekeeper.dev":        "https://127.0.0.1:1234/mutate-pods",
+		"validate-pods.gracekeeper.dev":      "https://127.0.0.1:1234/validate-pods",
+		"validate-workloads.gracekeeper.dev": "https://127.0.0.1:1234/validate-workloads",
+	}
+	for name, url := range want {
+		if got[name] != url {
+			t.Errorf("%s: URL %q, want %q", name, got[name], url)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("webhooks %v, want exactly %v", got, want)
+	}
+	if err := PointAt(mut, val, "https://x", nil); err == nil || !strings.Contains(err.Error(), "no service path") {
+		t.Errorf("second rewrite of an already-rewritten config: err %v, want a clear error", err)
+	}
+}
