@@ -147,6 +147,11 @@ func TestCheckCommand(t *testing.T) {
 			want:   2,
 			stderr: []string{"flag provided but not defined", "usage: gracekeeper check"},
 		},
+		"help: -h prints the usage and succeeds": {
+			args:   []string{"-h"},
+			want:   0,
+			stderr: []string{"usage: gracekeeper check", "-namespace-labels"},
+		},
 		"bad input: no -f": {
 			args:   []string{"-p", "policies"},
 			want:   2,
