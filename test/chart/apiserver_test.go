@@ -1,0 +1,325 @@
+package chart
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/gracekeeper/gracekeeper/certs"
+	"github.com/gracekeeper/gracekeeper/test/chartrender"
+	"github.com/gracekeeper/gracekeeper/test/controlplane"
+)
+
+const serviceAccount = "system:serviceaccount:" + chartrender.Namespace + ":gracekeeper"
+
+// certManagerCRDs finds cert-manager's CRDs in the module cache (the module
+// is a dependency of this repo, for its API types).
+func certManagerCRDs(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager").Output()
+	if err != nil {
+		t.Fatalf("locate the cert-manager module: %v", err)
+	}
+	dir := filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds")
+	if m, _ := filepath.Glob(filepath.Join(dir, "cert-manager.io_certificates.yaml")); len(m) == 0 {
+		t.Fatalf("no cert-manager CRDs in %s", dir)
+	}
+	return dir
+}
+
+// TestChartOnAPIServer applies everything the chart renders to a real
+// kube-apiserver (server-side apply, dry run: the API server validates each
+// object, CRD schemas included), then installs self mode for real and proves,
+// as the chart's ServiceAccount, that its RBAC allows what gracekeeper does
+// and nothing more.
+func TestChartOnAPIServer(t *testing.T) {
+	if err := controlplane.CheckAssets(); err != nil {
+		t.Fatal(err)
+	}
+	env := controlplane.New()
+	env.CRDDirectoryPaths = append(env.CRDDirectoryPaths, certManagerCRDs(t))
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("start control plane: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	ctx := context.Background()
+	admin, err := client.New(cfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{chartrender.Namespace, "apps"} {
+		if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("server-side dry run of every rendered object", func(t *testing.T) {
+		for name, values := range modes() {
+			t.Run(name, func(t *testing.T) {
+				for _, obj := range render(t, values) {
+					id := obj.GetKind() + " " + obj.GetName()
+					if obj.GetKind() == "ServiceMonitor" {
+						// prometheus-operator's CRD is not a dependency; its shape is checked in TestOptionalObjects.
+						t.Logf("skip %s: no ServiceMonitor CRD on this API server", id)
+						continue
+					}
+					if err := admin.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj.DeepCopy()),
+						client.DryRunAll, client.FieldOwner("chart-test"), client.ForceOwnership); err != nil {
+						t.Errorf("%s refused by the API server: %v", id, err)
+					}
+				}
+			})
+		}
+	})
+
+	t.Run("cert-manager objects decode strictly into cert-manager's types", func(t *testing.T) {
+		objs := render(t, map[string]any{"certificates": map[string]any{"mode": "certManager"}})
+		issuers := map[string]cmv1.Issuer{}
+		for _, o := range objs {
+			switch o.GetKind() {
+			case "Issuer":
+				var is cmv1.Issuer
+				strictInto(t, o, &is)
+				issuers[is.Name] = is
+			}
+		}
+		for _, o := range objs {
+			if o.GetKind() != "Certificate" {
+				continue
+			}
+			var c cmv1.Certificate
+			strictInto(t, o, &c)
+			is, ok := issuers[c.Spec.IssuerRef.Name]
+			if !ok {
+				t.Errorf("Certificate %s refers to missing Issuer %q", c.Name, c.Spec.IssuerRef.Name)
+			}
+			switch c.Name {
+			case "gracekeeper-ca":
+				if !c.Spec.IsCA || is.Spec.SelfSigned == nil {
+					t.Errorf("CA certificate must be isCA and issued by the self-signed Issuer")
+				}
+			case "gracekeeper-serving":
+				want := []string{"gracekeeper", "gracekeeper.gracekeeper-system", "gracekeeper.gracekeeper-system.svc", "gracekeeper.gracekeeper-system.svc.cluster.local"}
+				if strings.Join(c.Spec.DNSNames, ",") != strings.Join(want, ",") {
+					t.Errorf("serving dnsNames = %v, want %v", c.Spec.DNSNames, want)
+				}
+				if c.Spec.SecretName != "gracekeeper-tls" || is.Spec.CA == nil || is.Spec.CA.SecretName != "gracekeeper-ca" {
+					t.Errorf("serving certificate must go to gracekeeper-tls, issued by the CA Issuer over gracekeeper-ca")
+				}
+			default:
+				t.Errorf("unexpected Certificate %s", c.Name)
+			}
+		}
+	})
+
+	// Install self mode for real (hooks and CRDs aside: the CRD is already there).
+	objs := render(t, nil)
+	for _, obj := range objs {
+		if chartrender.IsHook(obj) || obj.GetKind() == "CustomResourceDefinition" {
+			continue
+		}
+		if err := admin.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj.DeepCopy()), client.FieldOwner("helm"), client.ForceOwnership); err != nil {
+			t.Fatalf("install %s %s: %v", obj.GetKind(), obj.GetName(), err)
+		}
+	}
+	sa := rest.CopyConfig(cfg)
+	sa.Impersonate = rest.ImpersonationConfig{UserName: serviceAccount}
+	asSA := kubernetes.NewForConfigOrDie(sa)
+
+	t.Run("the ServiceAccount can run self-managed certificates", func(t *testing.T) {
+		m, err := certs.New(asSA, certs.Options{
+			Namespace: chartrender.Namespace, SecretName: "gracekeeper-tls", ServiceName: "gracekeeper",
+			MutatingWebhookConfiguration: "gracekeeper", ValidatingWebhookConfiguration: "gracekeeper",
+			CertDir: t.TempDir(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Bootstrap(ctx); err != nil {
+			t.Fatalf("bootstrap as %s: %v", serviceAccount, err)
+		}
+		if _, err := m.Reconcile(ctx); err != nil {
+			t.Fatalf("reconcile as %s: %v", serviceAccount, err)
+		}
+		if _, err := m.Sync(ctx); err != nil {
+			t.Fatalf("sync as %s: %v", serviceAccount, err)
+		}
+		mwc, err := asSA.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "gracekeeper", metav1.GetOptions{})
+		if err != nil || len(mwc.Webhooks[0].ClientConfig.CABundle) == 0 {
+			t.Fatalf("caBundle not injected (err %v)", err)
+		}
+	})
+
+	t.Run("real calls as the ServiceAccount", func(t *testing.T) {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "apps"},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "pause"}}}}
+		if err := admin.Create(ctx, pod); err != nil {
+			t.Fatalf("create pod as admin (webhook failurePolicy Ignore, no server running): %v", err)
+		}
+		dyn := dynamic.NewForConfigOrDie(sa)
+		lcp := schema.GroupVersionResource{Group: "gracekeeper.dev", Version: "v1alpha1", Resource: "lifecyclepolicies"}
+		policy := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "gracekeeper.dev/v1alpha1", "kind": "LifecyclePolicy",
+			"metadata": map[string]any{"name": "p"}, "spec": map[string]any{"shutdownSeconds": int64(5)}}}
+		if err := admin.Create(ctx, policy); err != nil {
+			t.Fatal(err)
+		}
+		allowed := map[string]func() error{
+			"list pods in all namespaces": func() error {
+				_, err := asSA.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+				return err
+			},
+			"watch pods": func() error {
+				w, err := asSA.CoreV1().Pods("").Watch(ctx, metav1.ListOptions{LabelSelector: "gracekeeper.dev/finalizers"})
+				if err == nil {
+					w.Stop()
+				}
+				return err
+			},
+			"patch a pod's finalizers": func() error {
+				_, err := asSA.CoreV1().Pods("apps").Patch(ctx, "p", types.MergePatchType, []byte(`{"metadata":{"finalizers":["gracekeeper.dev/termination-record"]}}`), metav1.PatchOptions{})
+				if err != nil {
+					return err
+				}
+				_, err = asSA.CoreV1().Pods("apps").Patch(ctx, "p", types.JSONPatchType, []byte(`[{"op":"remove","path":"/metadata/finalizers"}]`), metav1.PatchOptions{})
+				return err
+			},
+			"create a core event": func() error {
+				_, err := asSA.CoreV1().Events("apps").Create(ctx, &corev1.Event{ObjectMeta: metav1.ObjectMeta{GenerateName: "p-"},
+					InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: "apps", Name: "p"}, Reason: "TerminationRecord", Message: "m", Type: "Normal"}, metav1.CreateOptions{})
+				return err
+			},
+			"create an events.k8s.io event": func() error {
+				_, err := asSA.EventsV1().Events("apps").Create(ctx, &eventsv1.Event{ObjectMeta: metav1.ObjectMeta{GenerateName: "p-"},
+					EventTime: metav1.NowMicro(), ReportingController: "gracekeeper.dev/finalizer", ReportingInstance: "gk-0", Action: "Record",
+					Reason: "TerminationRecord", Type: "Normal", Regarding: corev1.ObjectReference{Kind: "Pod", Namespace: "apps", Name: "p"}}, metav1.CreateOptions{})
+				return err
+			},
+			"update LifecyclePolicy status": func() error {
+				_, err := dyn.Resource(lcp).Patch(ctx, "p", types.MergePatchType, []byte(`{"status":{"observedGeneration":1}}`), metav1.PatchOptions{}, "status")
+				return err
+			},
+			"list LifecyclePolicies": func() error {
+				_, err := dyn.Resource(lcp).List(ctx, metav1.ListOptions{})
+				return err
+			},
+			"list namespaces": func() error {
+				_, err := asSA.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+				return err
+			},
+		}
+		for name, call := range allowed {
+			t.Run("allowed: "+name, func(t *testing.T) {
+				if err := call(); err != nil {
+					t.Errorf("refused: %v", err)
+				}
+			})
+		}
+		denied := map[string]func() error{
+			"delete a pod": func() error {
+				return asSA.CoreV1().Pods("apps").Delete(ctx, "p", metav1.DeleteOptions{})
+			},
+			"create a pod": func() error {
+				_, err := asSA.CoreV1().Pods("apps").Create(ctx, pod.DeepCopy(), metav1.CreateOptions{})
+				return err
+			},
+			"update a LifecyclePolicy's spec": func() error {
+				_, err := dyn.Resource(lcp).Patch(ctx, "p", types.MergePatchType, []byte(`{"spec":{"shutdownSeconds":1}}`), metav1.PatchOptions{})
+				return err
+			},
+			"read another Secret in its namespace": func() error {
+				_, err := asSA.CoreV1().Secrets(chartrender.Namespace).Get(ctx, "other", metav1.GetOptions{})
+				return err
+			},
+			"list Secrets": func() error {
+				_, err := asSA.CoreV1().Secrets(chartrender.Namespace).List(ctx, metav1.ListOptions{})
+				return err
+			},
+			"create a Secret": func() error {
+				_, err := asSA.CoreV1().Secrets(chartrender.Namespace).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})
+				return err
+			},
+			"delete its own webhook configuration": func() error {
+				return asSA.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, "gracekeeper", metav1.DeleteOptions{})
+			},
+			"list webhook configurations": func() error {
+				_, err := asSA.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
+				return err
+			},
+		}
+		for name, call := range denied {
+			t.Run("denied: "+name, func(t *testing.T) {
+				if err := call(); !apierrors.IsForbidden(err) {
+					t.Errorf("want Forbidden, got %v", err)
+				}
+			})
+		}
+	})
+
+	t.Run("access reviews as the ServiceAccount", func(t *testing.T) {
+		for name, tc := range map[string]struct {
+			attr authorizationv1.ResourceAttributes
+			want bool
+		}{
+			"get replicasets (owner resolution)":    {authorizationv1.ResourceAttributes{Verb: "get", Group: "apps", Resource: "replicasets", Namespace: "apps"}, true},
+			"get jobs (owner resolution)":           {authorizationv1.ResourceAttributes{Verb: "get", Group: "batch", Resource: "jobs", Namespace: "apps"}, true},
+			"create leases in its namespace":        {authorizationv1.ResourceAttributes{Verb: "create", Group: "coordination.k8s.io", Resource: "leases", Namespace: chartrender.Namespace}, true},
+			"update leases in its namespace":        {authorizationv1.ResourceAttributes{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: chartrender.Namespace, Name: "gracekeeper.dev"}, true},
+			"update its own mutating configuration": {authorizationv1.ResourceAttributes{Verb: "update", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Name: "gracekeeper"}, true},
+			"watch its own Secret":                  {authorizationv1.ResourceAttributes{Verb: "watch", Resource: "secrets", Namespace: chartrender.Namespace, Name: "gracekeeper-tls"}, true},
+			"watch namespaces":                      {authorizationv1.ResourceAttributes{Verb: "watch", Resource: "namespaces"}, true},
+			"leases in another namespace":           {authorizationv1.ResourceAttributes{Verb: "create", Group: "coordination.k8s.io", Resource: "leases", Namespace: "kube-system"}, false},
+			"update another validating config":      {authorizationv1.ResourceAttributes{Verb: "update", Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations", Name: "kyverno-resource-validating-webhook-cfg"}, false},
+			"update another mutating config":        {authorizationv1.ResourceAttributes{Verb: "patch", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Name: "istio-sidecar-injector"}, false},
+			"create webhook configurations":         {authorizationv1.ResourceAttributes{Verb: "create", Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations"}, false},
+			"secrets in another namespace":          {authorizationv1.ResourceAttributes{Verb: "get", Resource: "secrets", Namespace: "apps", Name: "gracekeeper-tls"}, false},
+			"update pods (only patch is needed)":    {authorizationv1.ResourceAttributes{Verb: "update", Resource: "pods", Namespace: "apps"}, false},
+			"evict pods":                            {authorizationv1.ResourceAttributes{Verb: "create", Resource: "pods", Subresource: "eviction", Namespace: "apps"}, false},
+			"patch deployments":                     {authorizationv1.ResourceAttributes{Verb: "patch", Group: "apps", Resource: "deployments", Namespace: "apps"}, false},
+			"delete LifecyclePolicies":              {authorizationv1.ResourceAttributes{Verb: "delete", Group: "gracekeeper.dev", Resource: "lifecyclepolicies"}, false},
+			"read configmaps":                       {authorizationv1.ResourceAttributes{Verb: "get", Resource: "configmaps", Namespace: chartrender.Namespace}, false},
+			"escalate: bind clusterroles":           {authorizationv1.ResourceAttributes{Verb: "bind", Group: "rbac.authorization.k8s.io", Resource: "clusterroles"}, false},
+		} {
+			t.Run(name, func(t *testing.T) {
+				attr := tc.attr
+				r, err := asSA.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+					Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &attr}}, metav1.CreateOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Status.Allowed != tc.want {
+					t.Errorf("allowed = %v, want %v (%s)", r.Status.Allowed, tc.want, r.Status.Reason)
+				}
+			})
+		}
+	})
+}
+
+// strictInto decodes through JSON with unknown fields refused, as cert-manager's API would.
+func strictInto(t *testing.T, u *unstructured.Unstructured, out any) {
+	t.Helper()
+	b, err := u.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(b, out); err != nil {
+		t.Fatalf("%s %s does not decode strictly into cert-manager's %T: %v", u.GetKind(), u.GetName(), out, err)
+	}
+}
