@@ -1,0 +1,20 @@
+// Package finalizer is the controller that keeps the promise a gracekeeper
+// finalizer makes: it does the finalizer's work and removes it, so pods never
+// stay Terminating and external resources never leak.
+//
+// The finalizers gracekeeper owns on a pod are exactly
+// gracekeeper.dev/termination-record plus the Finalizer of each
+// policies.CleanupRecord in the pod's gracekeeper.dev/cleanup annotation; no
+// other finalizer is ever touched. All state lives in the pod object (its
+// finalizers, deletionTimestamp and status) and in objects named after the
+// pod's UID (the termination Event), so a restarted controller, or a second
+// replica after a leader change, picks up where the first left off:
+//
+//   - the termination Event has a name derived from the pod UID, so a retried
+//     create fails with AlreadyExists instead of doubling the record;
+//   - the finalizer is removed by a JSON patch of metadata.finalizers alone,
+//     guarded by a "test" op on the current list and the pod UID, so a patch
+//     built from a stale read fails instead of dropping someone else's change;
+//   - the cleanup POST carries an idempotency key (the pod UID): the same pod
+//     may be posted twice after a restart.
+package finalizer

@@ -1,0 +1,73 @@
+package finalizer
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the controller's counters. Labels are bounded: container
+// end reasons are folded into a fixed set (see knownReason), causes and
+// results are enums; no pod, namespace or policy names.
+type Metrics struct {
+	Terminations *prometheus.CounterVec // by reason
+	Overruns     prometheus.Counter
+	Pods         *prometheus.CounterVec // by cause
+	Cleanups     *prometheus.CounterVec // by result: success, failure, abandoned
+}
+
+// NewMetrics builds the counters and registers them on reg (nil: not
+// registered). A collector already registered with the same description is
+// reused, so a controller restarted in the same process counts on.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		Terminations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "gracekeeper", Subsystem: "finalizer", Name: "container_terminations_total",
+			Help: "Containers of deleted pods recorded, by how they ended (Completed, Error, OOMKilled, ..., Unknown, Other).",
+		}, []string{"reason"}),
+		Overruns: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "gracekeeper", Subsystem: "finalizer", Name: "shutdown_overruns_total",
+			Help: "Containers killed at the grace deadline (SIGKILL after the full terminationGracePeriodSeconds).",
+		}),
+		Pods: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "gracekeeper", Subsystem: "finalizer", Name: "pods_recorded_total",
+			Help: "Deleted pods whose termination was recorded, by cause (Ended, NeverScheduled, NodeLost).",
+		}, []string{"cause"}),
+		Cleanups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "gracekeeper", Subsystem: "finalizer", Name: "cleanup_requests_total",
+			Help: "Cleanup POSTs and give-ups, by result (success, failure, abandoned).",
+		}, []string{"result"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var err error
+	m.Terminations = register(reg, m.Terminations, &err)
+	m.Overruns = register(reg, m.Overruns, &err)
+	m.Pods = register(reg, m.Pods, &err)
+	m.Cleanups = register(reg, m.Cleanups, &err)
+	return m, err
+}
+
+func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *error) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		*errp = errors.Join(*errp, err)
+	}
+	return c
+}
+
+func (m *Metrics) observe(r Record) {
+	m.Pods.WithLabelValues(string(r.Cause)).Inc()
+	for _, c := range r.Containers {
+		m.Terminations.WithLabelValues(reasonLabel(c)).Inc()
+		if c.Overrun {
+			m.Overruns.Inc()
+		}
+	}
+}

@@ -1,0 +1,89 @@
+package finalizer
+
+import (
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/clock"
+)
+
+// Defaults for the zero values of Options.
+const (
+	DefaultCleanupTimeout    = 5 * time.Second
+	DefaultNodeGoneMargin    = 5 * time.Minute
+	DefaultBackoffBase       = time.Second
+	DefaultBackoffMax        = 5 * time.Minute
+	DefaultMaxConcurrent     = 8
+	DefaultReportingInstance = "gracekeeper"
+	// ReportingController names gracekeeper in the Events it writes.
+	ReportingController = "gracekeeper.dev/finalizer"
+)
+
+// Options configures the controller and ReleaseAll. The zero value works.
+type Options struct {
+	// HTTPClient posts cleanup requests. Its Transport carries the TLS roots
+	// the cleanup endpoints need; its Timeout should be zero, as each POST is
+	// bounded by the record's timeoutSeconds. Default: a clone of
+	// http.DefaultTransport.
+	HTTPClient *http.Client
+	// DefaultCleanupTimeout bounds a POST whose record says 0 (the CRD
+	// defaults timeoutSeconds to 5, so only hand-made annotations hit this).
+	DefaultCleanupTimeout time.Duration
+	// Clock is the time source: deletion deadlines, give-up and backoff.
+	Clock clock.PassiveClock
+	// NodeGoneMargin is how long after the pod's grace deadline (its
+	// deletionTimestamp) a pod whose containers have not been reported ended
+	// is recorded anyway, when its node is gone or NotReady.
+	NodeGoneMargin time.Duration
+	// BackoffBase and BackoffMax bound the exponential retry of a failing
+	// cleanup POST.
+	BackoffBase, BackoffMax time.Duration
+	// MaxConcurrentReconciles bounds how many pods are worked on at once.
+	MaxConcurrentReconciles int
+	// Registerer receives the metrics. Nil: metrics are kept but not exported.
+	// An already registered identical collector is reused, so a second
+	// controller (after a restart in the same process) counts on.
+	Registerer prometheus.Registerer
+	// ReportingInstance names this replica in Events. Default: the host name.
+	ReportingInstance string
+}
+
+func (o Options) withDefaults() Options {
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
+	if o.DefaultCleanupTimeout <= 0 {
+		o.DefaultCleanupTimeout = DefaultCleanupTimeout
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.NodeGoneMargin <= 0 {
+		o.NodeGoneMargin = DefaultNodeGoneMargin
+	}
+	if o.BackoffBase <= 0 {
+		o.BackoffBase = DefaultBackoffBase
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = DefaultBackoffMax
+	}
+	if o.BackoffMax < o.BackoffBase {
+		o.BackoffMax = o.BackoffBase
+	}
+	if o.MaxConcurrentReconciles <= 0 {
+		o.MaxConcurrentReconciles = DefaultMaxConcurrent
+	}
+	if o.ReportingInstance == "" {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			o.ReportingInstance = h
+		} else {
+			o.ReportingInstance = DefaultReportingInstance
+		}
+	}
+	if len(o.ReportingInstance) > 128 { // the Event API's limit
+		o.ReportingInstance = o.ReportingInstance[:128]
+	}
+	return o
+}
