@@ -41,6 +41,7 @@ func (s *Set) Mutate(pod *corev1.Pod, ns Namespace) Decision {
 	cur := gracePeriod(&pod.Spec)
 
 	plans := m.planHooks(&pod.Spec)
+	d.Findings = append(d.Findings, m.initContainerSkips(&pod.Spec)...)
 
 	// kube-apiserver (pkg/apis/core/validation/validation.go
 	// validateSleepAction) refuses a sleep longer than the pod's grace period.
@@ -149,6 +150,33 @@ func (m *merged) planHooks(spec *corev1.PodSpec) []hookPlan {
 		}
 	}
 	return plans
+}
+
+// initContainerSkips reports plain init containers that a policy names
+// explicitly in match.containers: the API server forbids lifecycle on init
+// containers without restartPolicy: Always (validateInitContainers), so the
+// hook is not injected, and the user should know why. A "*" (or absent) glob
+// is not naming them, so it stays silent.
+func (m *merged) initContainerSkips(spec *corev1.PodSpec) []Finding {
+	var out []Finding
+	for i := range spec.InitContainers {
+		c := &spec.InitContainers[i]
+		if isSidecar(c) {
+			continue
+		}
+		for _, hook := range []string{"preStop", "postStart"} {
+			for _, p := range m.pols {
+				if (hook == "preStop" && p.preStop == nil) || (hook == "postStart" && p.postStart == nil) || p.include == nil || !p.selectsContainer(c.Name) {
+					continue
+				}
+				out = append(out, Finding{Policy: p.name, Container: c.Name, Action: v1alpha1.ActionWarn, Reason: ReasonHookSkipped,
+					Message: fmt.Sprintf("container %q: %s from policy %q not injected: it is an init container without restartPolicy: Always, and the API server allows lifecycle hooks only on regular containers and native sidecars",
+						c.Name, hook, p.name)})
+				break
+			}
+		}
+	}
+	return out
 }
 
 // edits are the changes mutation makes, computed against the input without
