@@ -5,6 +5,7 @@ import (
 	"bytes"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
@@ -56,3 +57,7 @@ func reasons(fs []Finding) []Reason {
 	}
 	return out
 }
+
+func equalPods(a, b *corev1.Pod) bool { return equality.Semantic.DeepEqual(a, b) }
+
+func equalHandlers(a, b *corev1.LifecycleHandler) bool { return equality.Semantic.DeepEqual(a, b) }
