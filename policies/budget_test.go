@@ -290,3 +290,21 @@ func TestValidateOnlyMatchedPods(t *testing.T) {
 		t.Fatalf("no policy: %+v", d)
 	}
 }
+
+func TestAdviceFollowsAuditOnlyPolicies(t *testing.T) {
+	for action, want := range map[v1alpha1.ValidationAction]v1alpha1.ValidationAction{
+		v1alpha1.ActionDeny:  v1alpha1.ActionWarn,
+		v1alpha1.ActionWarn:  v1alpha1.ActionWarn,
+		v1alpha1.ActionAudit: v1alpha1.ActionAudit,
+	} {
+		t.Run(string(action), func(t *testing.T) {
+			s := mustSet(t, pol("p", func(s *v1alpha1.LifecyclePolicySpec) { s.Validation = &v1alpha1.Validation{Action: action} }))
+			pod := podWith(nil, "web")
+			pod.Spec.Containers[0].Lifecycle = preStopExec("/drain")
+			d := s.Validate(pod, Namespace{Name: "shop"})
+			if len(d.Findings) != 1 || d.Findings[0].Reason != ReasonUnknownPreStop || d.Findings[0].Action != want {
+				t.Fatalf("findings %+v, want one UnknownPreStop with %s", d.Findings, want)
+			}
+		})
+	}
+}

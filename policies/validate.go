@@ -33,7 +33,7 @@ func (s *Set) Validate(pod *corev1.Pod, ns Namespace) Decision {
 	b := m.budget(members(&pod.Spec, currentPreStop), shutdown, ps.preStop)
 	for _, u := range b.unknown {
 		d.Findings = append(d.Findings, Finding{Policy: m.actionFrom, Container: u.c.Name,
-			Action: v1alpha1.ActionWarn, Reason: ReasonUnknownPreStop, Message: unknownMessage(u)})
+			Action: m.adviceAction(), Reason: ReasonUnknownPreStop, Message: unknownMessage(u)})
 	}
 	if b.total > tgps {
 		f := Finding{Policy: m.actionFrom, Action: m.action, Reason: ReasonBudgetExceeded}
@@ -50,6 +50,17 @@ func (s *Set) Validate(pod *corev1.Pod, ns Namespace) Decision {
 	}
 	d.Findings = append(d.Findings, m.probeFindings(&pod.Spec, ps.preStop)...)
 	return d
+}
+
+// adviceAction is the action of budget advice (unknown preStop, short probe
+// grace): a Warn, except where the policies only audit budgets (such as a
+// cluster-wide termination record), whose pods should not get warnings
+// about a budget nobody asked them to keep.
+func (m *merged) adviceAction() v1alpha1.ValidationAction {
+	if m.action == v1alpha1.ActionAudit {
+		return v1alpha1.ActionAudit
+	}
+	return v1alpha1.ActionWarn
 }
 
 // chainMessage explains a budget that includes native sidecars, step by step.
@@ -106,7 +117,7 @@ func (m *merged) probeFindings(spec *corev1.PodSpec, declared *int64) []Finding 
 			if p.probe == nil || p.probe.TerminationGracePeriodSeconds == nil || *p.probe.TerminationGracePeriodSeconds >= pre {
 				continue
 			}
-			out = append(out, Finding{Policy: m.actionFrom, Container: mb.c.Name, Action: v1alpha1.ActionWarn, Reason: ReasonProbeGraceShort,
+			out = append(out, Finding{Policy: m.actionFrom, Container: mb.c.Name, Action: m.adviceAction(), Reason: ReasonProbeGraceShort,
 				Message: fmt.Sprintf("container %q: %s terminationGracePeriodSeconds %ds < preStop %ds; a %s kill cuts the preStop short; raise the probe's terminationGracePeriodSeconds to at least %d or shorten the preStop",
 					mb.c.Name, p.kind, *p.probe.TerminationGracePeriodSeconds, pre, strings.TrimSuffix(p.kind, "Probe"), pre)})
 		}
