@@ -56,6 +56,10 @@ func (c *Checker) Check(files []string, stdin io.Reader) (*Result, error) {
 		errs []error
 	}
 	var inputs []input
+	files, err := expandPaths(files)
+	if err != nil {
+		return nil, err
+	}
 	stdinUsed := false
 	for _, f := range files {
 		if f == "-" {

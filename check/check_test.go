@@ -114,6 +114,19 @@ func TestRun(t *testing.T) {
 			want:     ExitPass,
 			stderr:   []string{"[policy drain-warn, BudgetExceeded]", "against 2 policies"},
 		},
+		"input: a directory reads its *.yaml, *.yml and *.json files in name order": {
+			files: []file{
+				{"in/b.yml", strings.Replace(podWeb, "name: web", "name: second", 1)},
+				{"in/a.yaml", podWeb},
+				{"in/c.json", `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "third"}, "spec": {"containers": [{"name": "web", "image": "x"}]}}`},
+				{"in/skip.txt", "kind: nonsense"},
+				{"p.yaml", policyDeny},
+			},
+			args:     []string{"in"},
+			policies: []string{"p.yaml"},
+			want:     ExitDenied,
+			stderr:   []string{"DENY  pod/web (doc 1 of in/a.yaml)", "DENY  pod/second (doc 1 of in/b.yml)", "DENY  pod/third (doc 1 of in/c.json)", "3 objects"},
+		},
 		"policies: a v1 List of policies": {
 			files: []file{
 				{"input.yaml", podWeb},
@@ -318,7 +331,7 @@ spec:
 			files:    []file{{"input.yaml", podWeb}, {"empty/readme.md", "#"}},
 			policies: []string{"empty"},
 			want:     ExitBadInput,
-			stderr:   []string{"empty: directory holds no *.yaml or *.yml file"},
+			stderr:   []string{"empty: directory holds no *.yaml, *.yml or *.json file"},
 		},
 		"bad policy: a missing path": {
 			files:    []file{{"input.yaml", podWeb}},

@@ -24,12 +24,17 @@ type loadedPolicy struct {
 	loc    Location
 }
 
-// policyFiles expands the -p arguments: a file stands for itself, a directory
-// for its *.yaml and *.yml files (not recursive), in name order so that runs
-// are reproducible.
-func policyFiles(paths []string) ([]string, error) {
+// expandPaths expands -f and -p arguments: a file stands for itself, a
+// directory for its *.yaml, *.yml (and *.json) files, not recursive, in name
+// order so that runs are reproducible, as `kubectl apply -f DIR` reads them.
+// "-" (stdin) stands for itself.
+func expandPaths(paths []string) ([]string, error) {
 	var files []string
 	for _, p := range paths {
+		if p == "-" {
+			files = append(files, p)
+			continue
+		}
 		fi, err := os.Stat(p)
 		if err != nil {
 			return nil, &InputError{Loc: Location{Source: p}, Err: pathErr(err)}
@@ -45,13 +50,13 @@ func policyFiles(paths []string) ([]string, error) {
 		var found []string
 		for _, e := range entries {
 			ext := strings.ToLower(filepath.Ext(e.Name()))
-			if !e.IsDir() && (ext == ".yaml" || ext == ".yml") {
+			if !e.IsDir() && (ext == ".yaml" || ext == ".yml" || ext == ".json") {
 				found = append(found, filepath.Join(p, e.Name()))
 			}
 		}
 		if len(found) == 0 {
 			// A mistyped directory would otherwise check against no policy and pass.
-			return nil, &InputError{Loc: Location{Source: p}, Err: errors.New("directory holds no *.yaml or *.yml file")}
+			return nil, &InputError{Loc: Location{Source: p}, Err: errors.New("directory holds no *.yaml, *.yml or *.json file")}
 		}
 		sort.Strings(found)
 		files = append(files, found...)
@@ -64,7 +69,7 @@ func policyFiles(paths []string) ([]string, error) {
 // `kubectl apply --validate=strict`, because a misspelt field silently
 // changes what the policy does.
 func (c *codecs) loadPolicies(ctx context.Context, schema *policySchema, paths []string) ([]loadedPolicy, error) {
-	files, err := policyFiles(paths)
+	files, err := expandPaths(paths)
 	if err != nil {
 		return nil, err
 	}
