@@ -113,3 +113,18 @@ e2e-local: ## The e2e suite on a real node here (Linux, root; else skipped): clu
 	else \
 	  $(MAKE) --no-print-directory node-assets $(HELM) && HELM=$(HELM) test/cluster/e2e-local.sh; \
 	fi
+
+# --- install path: image, chart, kind e2e (docs/install.md) ---
+
+docker-build: ## Build the gracekeeper image (multi-stage, static, distroless nonroot) as $(IMG).
+	docker build --build-arg VERSION=$(VERSION) -t $(IMG) .
+
+chart-lint: ## Render, lint and schema-check charts/gracekeeper with the helm library (no cluster needed).
+	go test $(GO_TEST_FLAGS) -run 'TestLint|TestSchema|TestWebhookRegistration|TestDeployment|TestCertificateModes|TestReleaseFinalizersHook|TestOptionalObjects|TestCRDIsTheGeneratedOne|TestPolicyFilesMatchLibrary|TestTemplateRefuses' ./test/chart/
+
+e2e-kind: ## kind cluster (go run sigs.k8s.io/kind@v0.33.0), image, cert-manager, chart in both modes, e2e suite, cluster deleted. Needs Docker, else SKIP.
+	@if ! docker info >/dev/null 2>&1; then \
+	  echo "e2e-kind: SKIP: Docker is needed (kind runs the Kubernetes node as a Docker container) and 'docker info' failed here"; \
+	else \
+	  $(MAKE) --no-print-directory $(HELM) && HELM=$(HELM) IMG=gracekeeper:e2e test/e2e/kind.sh; \
+	fi

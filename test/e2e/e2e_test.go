@@ -1,0 +1,371 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/gracekeeper/gracekeeper/finalizer"
+	"github.com/gracekeeper/gracekeeper/policies"
+	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
+)
+
+// suite is one run against one cluster.
+type suite struct {
+	cs         kubernetes.Interface
+	c          client.Client
+	ns         string // a fresh namespace per run
+	run        string // label value that scopes this run's policies
+	image      string
+	pullPolicy corev1.PullPolicy
+}
+
+func env(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// setup connects to KUBECONFIG's cluster (skipping, with the reason, when
+// there is none), checks that gracekeeper is installed and ready, and makes a
+// namespace for this run.
+func setup(t *testing.T) *suite {
+	t.Helper()
+	kc := os.Getenv("KUBECONFIG")
+	if kc == "" {
+		t.Skip("KUBECONFIG is not set: the e2e suite needs a cluster with gracekeeper installed (`make e2e-kind` makes one with kind; needs Docker)")
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kc)
+	if err != nil {
+		t.Skipf("KUBECONFIG %s is unusable: %v", kc, err)
+	}
+	cfg.Timeout = 30 * time.Second
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	if _, err := cs.Discovery().ServerVersion(); err != nil {
+		t.Skipf("no cluster reachable through KUBECONFIG %s: %v", kc, err)
+	}
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = v1alpha1.AddToScheme(scheme)
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	relNS, rel := env("GRACEKEEPER_E2E_NAMESPACE", "gracekeeper-system"), env("GRACEKEEPER_E2E_RELEASE", "gracekeeper")
+	if _, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, rel, metav1.GetOptions{}); err != nil {
+		t.Fatalf("gracekeeper is not installed as release %q (MutatingWebhookConfiguration: %v); helm install it first, see docs/install.md", rel, err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 2*time.Second, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		d, err := cs.AppsV1().Deployments(relNS).Get(ctx, rel, metav1.GetOptions{})
+		return err == nil && d.Status.ReadyReplicas >= 1, nil
+	})
+	if err != nil {
+		t.Fatalf("deployment %s/%s never became ready", relNS, rel)
+	}
+
+	s := &suite{cs: cs, c: c, run: rand.String(6), image: env("GRACEKEEPER_E2E_TEST_IMAGE", "busybox:1.37"), pullPolicy: corev1.PullIfNotPresent}
+	// The repo's local node (test/cluster) has no registry access; it imports this image.
+	if os.Getenv("GRACEKEEPER_E2E_TEST_IMAGE") == "" && nodeHasImage(ctx, cs, "gracekeeper.local/testbox:1") {
+		s.image, s.pullPolicy = "gracekeeper.local/testbox:1", corev1.PullNever
+	}
+	s.ns = "gk-e2e-" + s.run
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name: s.ns, Labels: map[string]string{"e2e.gracekeeper.dev/run": s.run}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cs.CoreV1().Namespaces().Delete(context.Background(), s.ns, metav1.DeleteOptions{})
+	})
+	return s
+}
+
+func nodeHasImage(ctx context.Context, cs kubernetes.Interface, ref string) bool {
+	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return false
+	}
+	for _, n := range nodes.Items {
+		for _, img := range n.Status.Images {
+			if slices.Contains(img.Names, ref) || slices.Contains(img.Names, "docker.io/"+ref) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// policy creates a LifecyclePolicy for pods of this run's namespace with label case=name,
+// and waits until the webhook applies it (server-side dry-run creates run admission).
+func (s *suite) policy(t *testing.T, name string, spec v1alpha1.LifecyclePolicySpec) {
+	t.Helper()
+	ctx := context.Background()
+	spec.Match.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"e2e.gracekeeper.dev/run": s.run}}
+	spec.Match.PodSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"e2e.gracekeeper.dev/case": name}}
+	p := &v1alpha1.LifecyclePolicy{ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + s.run + "-" + name}, Spec: spec}
+	if err := s.c.Create(ctx, p); err != nil {
+		t.Fatalf("create policy: %v", err)
+	}
+	t.Cleanup(func() { _ = s.c.Delete(context.Background(), p) })
+	probe := s.pod(name, "probe", 30, "sleep 1")
+	err := wait.PollUntilContextTimeout(ctx, time.Second, time.Minute, true, func(ctx context.Context) (bool, error) {
+		out := probe.DeepCopy()
+		if err := s.c.Create(ctx, out, client.DryRunAll); err != nil {
+			return false, nil
+		}
+		return strings.Contains(out.Annotations[policies.AnnotationPolicies], p.Name), nil
+	})
+	if err != nil {
+		t.Fatalf("the webhook never applied policy %s (is gracekeeper serving?)", p.Name)
+	}
+}
+
+// pod is a one-container pod running script under sh, in this run's namespace.
+func (s *suite) pod(kase, name string, grace int64, script string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.ns, Labels: map[string]string{"e2e.gracekeeper.dev/case": kase}},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: ptr.To(grace),
+			Containers: []corev1.Container{{
+				Name: "app", Image: s.image, ImagePullPolicy: s.pullPolicy,
+				Command: []string{"sh", "-c", script},
+			}},
+		},
+	}
+}
+
+func (s *suite) createRunning(t *testing.T, p *corev1.Pod) *corev1.Pod {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.c.Create(ctx, p); err != nil {
+		t.Fatalf("create pod %s: %v", p.Name, err)
+	}
+	var got *corev1.Pod
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		var err error
+		got, err = s.cs.CoreV1().Pods(s.ns).Get(ctx, p.Name, metav1.GetOptions{})
+		return err == nil && got.Status.Phase == corev1.PodRunning, nil
+	})
+	if err != nil {
+		t.Fatalf("pod %s never ran (phase %s)", p.Name, got.Status.Phase)
+	}
+	return got
+}
+
+// followLogs streams the container's log and sends each line with the time it arrived.
+type logLine struct {
+	text string
+	at   time.Time
+}
+
+func (s *suite) followLogs(ctx context.Context, t *testing.T, pod string) <-chan logLine {
+	t.Helper()
+	rc, err := s.cs.CoreV1().Pods(s.ns).GetLogs(pod, &corev1.PodLogOptions{Follow: true}).Stream(ctx)
+	if err != nil {
+		t.Fatalf("follow logs of %s: %v", pod, err)
+	}
+	ch := make(chan logLine, 16)
+	go func() {
+		defer close(ch)
+		defer rc.Close()
+		sc := bufio.NewScanner(rc)
+		for sc.Scan() {
+			ch <- logLine{sc.Text(), time.Now()}
+		}
+	}()
+	return ch
+}
+
+func waitLine(t *testing.T, ch <-chan logLine, prefix string, timeout time.Duration) logLine {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case l, ok := <-ch:
+			if !ok {
+				t.Fatalf("log ended before a %q line", prefix)
+			}
+			if strings.HasPrefix(l.text, prefix) {
+				return l
+			}
+		case <-deadline:
+			t.Fatalf("no %q line within %s", prefix, timeout)
+		}
+	}
+}
+
+func (s *suite) waitGone(t *testing.T, name string, timeout time.Duration) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), time.Second, timeout, true, func(ctx context.Context) (bool, error) {
+		_, err := s.cs.CoreV1().Pods(s.ns).Get(ctx, name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	if err != nil {
+		p, _ := s.cs.CoreV1().Pods(s.ns).Get(context.Background(), name, metav1.GetOptions{})
+		t.Fatalf("pod %s still exists after %s (finalizers %v): stuck in Terminating", name, timeout, p.Finalizers)
+	}
+}
+
+// The container logs its epoch second at start and when SIGTERM arrives.
+const trapScript = `trap 'echo TERM $(date +%s); exit 0' TERM; echo START $(date +%s); sleep 3600 & wait`
+
+func TestE2E(t *testing.T) {
+	s := setup(t)
+	t.Logf("namespace %s, test image %s", s.ns, s.image)
+
+	t.Run("injected native-sleep preStop delays SIGTERM, and the termination-record finalizer is removed", func(t *testing.T) {
+		const sleep = 5
+		s.policy(t, "prestop", v1alpha1.LifecyclePolicySpec{
+			PreStop:         &v1alpha1.PreStopHook{HookAction: v1alpha1.HookAction{Sleep: &v1alpha1.SleepAction{Seconds: sleep}}},
+			ShutdownSeconds: ptr.To[int64](2),
+			Finalizers:      []v1alpha1.BuiltinFinalizer{v1alpha1.TerminationRecordFinalizer},
+		})
+		p := s.createRunning(t, s.pod("prestop", "prestop", 30, trapScript))
+		ls := p.Spec.Containers[0].Lifecycle
+		if ls == nil || ls.PreStop == nil || ls.PreStop.Sleep == nil || ls.PreStop.Sleep.Seconds != sleep {
+			t.Fatalf("the webhook did not inject preStop sleep %d: %+v", sleep, ls)
+		}
+		if !slices.Contains(p.Finalizers, string(v1alpha1.TerminationRecordFinalizer)) || p.Labels[policies.LabelFinalize] != "true" {
+			t.Fatalf("finalizer/label not added: finalizers %v labels %v", p.Finalizers, p.Labels)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		logs := s.followLogs(ctx, t, p.Name)
+		waitLine(t, logs, "START", time.Minute)
+
+		asked := time.Now()
+		if err := s.cs.CoreV1().Pods(s.ns).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// Read the deletion while the preStop still sleeps (the pod may be gone soon after SIGTERM).
+		del, err := s.cs.CoreV1().Pods(s.ns).Get(ctx, p.Name, metav1.GetOptions{})
+		if err != nil || del.DeletionTimestamp == nil || del.DeletionGracePeriodSeconds == nil {
+			t.Fatalf("pod not terminating right after delete: %v", err)
+		}
+		term := waitLine(t, logs, "TERM", 60*time.Second)
+		// Client clock: log arrival minus the delete call; latency only adds to it,
+		// so the upper bound is the meaningful check there.
+		seen := term.at.Sub(asked)
+		// Cluster clock: deletionTimestamp = request time + grace period
+		// (k8s.io/apiserver/pkg/registry/rest/delete.go BeforeDelete); the node's
+		// `date` at SIGTERM minus that request time.
+		requested := del.DeletionTimestamp.Add(-time.Duration(*del.DeletionGracePeriodSeconds) * time.Second).Unix()
+		termAt, err := strconv.ParseInt(strings.Fields(term.text)[1], 10, 64)
+		if err != nil {
+			t.Fatalf("bad TERM line %q", term.text)
+		}
+		delay := termAt - requested
+		t.Logf("SIGTERM %ds after the delete request (node clock), log seen after %s", delay, seen.Round(100*time.Millisecond))
+		if delay < sleep-1 { // whole seconds on both sides
+			t.Errorf("SIGTERM came %ds after deletion; the %ds preStop sleep did not delay it", delay, sleep)
+		}
+		if seen > (sleep+10)*time.Second {
+			t.Errorf("SIGTERM took %s; expected about %ds", seen, sleep)
+		}
+		s.waitGone(t, p.Name, 90*time.Second)
+	})
+
+	t.Run("a shutdown overrun ends in SIGKILL and a termination record that says so", func(t *testing.T) {
+		s.policy(t, "overrun", v1alpha1.LifecyclePolicySpec{
+			ShutdownSeconds: ptr.To[int64](1),
+			Finalizers:      []v1alpha1.BuiltinFinalizer{v1alpha1.TerminationRecordFinalizer},
+		})
+		// Ignores SIGTERM, so the kubelet must kill it at the grace deadline.
+		p := s.createRunning(t, s.pod("overrun", "overrun", 3, `trap '' TERM; echo START; while true; do sleep 1; done`))
+		ctx := context.Background()
+		if err := s.cs.CoreV1().Pods(s.ns).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		var exit int32 = -1
+		err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+			got, err := s.cs.CoreV1().Pods(s.ns).Get(ctx, p.Name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return true, nil
+			}
+			if err == nil && len(got.Status.ContainerStatuses) > 0 {
+				if tm := got.Status.ContainerStatuses[0].State.Terminated; tm != nil {
+					exit = tm.ExitCode
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			t.Fatal("container never terminated")
+		}
+		if exit != 137 {
+			t.Errorf("exit code %d, want 137 (SIGKILL at the grace deadline); -1 means the pod vanished before its record (finalizer missing?)", exit)
+		}
+		evName := finalizer.TerminationEventName(p)
+		var ev *corev1.Event
+		err = wait.PollUntilContextTimeout(ctx, time.Second, time.Minute, true, func(ctx context.Context) (bool, error) {
+			e, err := s.cs.CoreV1().Events(s.ns).Get(ctx, evName, metav1.GetOptions{})
+			ev = e
+			return err == nil, nil
+		})
+		if err != nil {
+			t.Fatalf("no termination record Event %s/%s", s.ns, evName)
+		}
+		t.Logf("termination record: %s %s: %s", ev.Type, ev.Reason, ev.Message)
+		if ev.Reason != "ShutdownOverrun" || ev.Type != corev1.EventTypeWarning || !strings.Contains(ev.Message, "exit 137") {
+			t.Errorf("termination record %s %q: %q; want Warning ShutdownOverrun naming exit 137", ev.Type, ev.Reason, ev.Message)
+		}
+		s.waitGone(t, p.Name, time.Minute)
+	})
+
+	t.Run("helm uninstall leaves no pod stuck", func(t *testing.T) {
+		if os.Getenv("GRACEKEEPER_E2E_UNINSTALL") != "1" {
+			t.Skip("set GRACEKEEPER_E2E_UNINSTALL=1 (make e2e-kind does) to let the suite helm-uninstall gracekeeper; it uses $HELM or helm on PATH")
+		}
+		s.policy(t, "uninstall", v1alpha1.LifecyclePolicySpec{
+			Finalizers: []v1alpha1.BuiltinFinalizer{v1alpha1.TerminationRecordFinalizer},
+		})
+		p := s.createRunning(t, s.pod("uninstall", "uninstall", 5, trapScript))
+		if !slices.Contains(p.Finalizers, string(v1alpha1.TerminationRecordFinalizer)) {
+			t.Fatalf("finalizer not added: %v", p.Finalizers)
+		}
+		helm := env("HELM", "helm")
+		out, err := exec.Command(helm, "uninstall", env("GRACEKEEPER_E2E_RELEASE", "gracekeeper"),
+			"--namespace", env("GRACEKEEPER_E2E_NAMESPACE", "gracekeeper-system"), "--wait", "--timeout", "3m").CombinedOutput()
+		if err != nil {
+			t.Fatalf("helm uninstall: %v\n%s", err, out)
+		}
+		// With the controller gone, only the pre-delete hook can have released the finalizer.
+		if err := s.cs.CoreV1().Pods(s.ns).Delete(context.Background(), p.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		s.waitGone(t, p.Name, time.Minute)
+		pods, err := s.cs.CoreV1().Pods("").List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range pods.Items {
+			for _, f := range q.Finalizers {
+				if strings.HasPrefix(f, "gracekeeper.dev/") {
+					t.Errorf("pod %s/%s still carries %s after uninstall", q.Namespace, q.Name, f)
+				}
+			}
+		}
+	})
+}
