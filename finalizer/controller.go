@@ -60,6 +60,12 @@ func Setup(mgr manager.Manager, opts Options) error {
 	if err != nil {
 		return err
 	}
+	return r.SetupWithManager(mgr)
+}
+
+// SetupWithManager adds an already built reconciler to mgr (tests use it to
+// wrap the client with faults).
+func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		// Only deleted pods have work; a running pod's status updates do not.
@@ -89,7 +95,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 // released: release-finalizers is running (uninstall): every gracekeeper
 // finalizer goes now, after recording what can be recorded.
 func (r *Reconciler) finish(ctx context.Context, pod *corev1.Pod, released bool) (time.Duration, error) {
-	logger := log.FromContext(ctx).WithValues("pod", types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}, "uid", pod.UID)
+	logger := log.FromContext(ctx).WithValues("uid", pod.UID)
 	own := ownedFinalizers(pod)
 	for _, s := range own.skipped {
 		logger.Info("cleanup record ignored", "reason", s)

@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 )
 
 // Cause says why a deleted pod counts as finished.
@@ -60,6 +61,9 @@ type Record struct {
 	// deletionGracePeriodSeconds, else spec.terminationGracePeriodSeconds.
 	GracePeriodSeconds int64          `json:"gracePeriodSeconds"`
 	Containers         []ContainerEnd `json:"containers"`
+	// StartUnknown: the deletion was confirmed with grace 0 (by the kubelet
+	// or a force delete) before it was recorded, so durations are unknown.
+	StartUnknown bool `json:"terminationStartUnknown,omitempty"`
 }
 
 // Overruns counts the containers killed at the grace deadline.
@@ -157,6 +161,16 @@ func buildRecord(pod *corev1.Pod, cause Cause) Record {
 		deadline = pod.DeletionTimestamp.Time
 		start = deadline.Add(-time.Duration(grace) * time.Second)
 	}
+	if g := pod.DeletionGracePeriodSeconds; g != nil && *g == 0 && pod.Spec.NodeName != "" {
+		// The kubelet confirms a finished pod's deletion with grace 0
+		// (pkg/kubelet/status/status_manager.go, canBeDeleted), which moves
+		// deletionTimestamp to that moment (BeforeDelete): when termination
+		// began is lost. A force delete looks the same. Then SIGKILL without
+		// an OOM during termination is taken as the deadline kill.
+		r.StartUnknown = true
+		r.GracePeriodSeconds = ptr.Deref(pod.Spec.TerminationGracePeriodSeconds, corev1.DefaultTerminationGracePeriodSeconds)
+		start, deadline = time.Time{}, time.Time{}
+	}
 	add := func(name string, sidecar bool, s *corev1.ContainerStatus) {
 		e := ContainerEnd{Name: name, Sidecar: sidecar, State: "unknown"}
 		if s != nil && s.State.Terminated != nil {
@@ -176,7 +190,7 @@ func buildRecord(pod *corev1.Pod, cause Cause) Record {
 				// Killed at the deadline: SIGKILL (137, not an OOM kill) at or
 				// after deletionTimestamp, which is when the grace ran out.
 				e.Overrun = code == ExitCodeSIGKILL && t.Reason != "OOMKilled" &&
-					!deadline.IsZero() && !fin.Time.Before(deadline)
+					(r.StartUnknown || (!deadline.IsZero() && !fin.Time.Before(deadline)))
 			}
 		}
 		r.Containers = append(r.Containers, e)
@@ -226,12 +240,12 @@ func (r Record) message(pod *corev1.Pod) string {
 		if i > 0 {
 			b.WriteString("; ")
 		}
-		b.WriteString(c.summary(r.GracePeriodSeconds))
+		b.WriteString(c.summary(r.GracePeriodSeconds, r.StartUnknown))
 	}
 	return b.String()
 }
 
-func (c ContainerEnd) summary(grace int64) string {
+func (c ContainerEnd) summary(grace int64, startUnknown bool) string {
 	if c.ExitCode == nil {
 		return c.Name + " state unknown"
 	}
@@ -244,7 +258,7 @@ func (c ContainerEnd) summary(grace int64) string {
 	}
 	if c.TerminationSeconds != nil {
 		s += fmt.Sprintf(" after %ds of %ds", *c.TerminationSeconds, grace)
-	} else {
+	} else if !startUnknown {
 		s += " before the deletion"
 	}
 	if c.Overrun {
