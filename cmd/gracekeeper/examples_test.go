@@ -72,7 +72,8 @@ var exampleOutcomes = map[string]exampleOutcome{
 		library: outcome{changed: 1, findings: []string{"WARN UnknownPreStop"}, stdout: []string{"/app/bin/drain"}},
 		alone: map[string]outcome{
 			"http-drain.yaml":         {changed: 1, findings: []string{"WARN UnknownPreStop"}},
-			"termination-record.yaml": {changed: 1, findings: []string{"WARN UnknownPreStop"}},
+			// termination-record's findings are audited only.
+			"termination-record.yaml": {changed: 1, findings: []string{"AUDIT UnknownPreStop"}},
 			"mesh-aware.yaml":         nothing,
 			"batch.yaml":              nothing,
 		},
