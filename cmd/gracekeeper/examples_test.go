@@ -71,7 +71,7 @@ var exampleOutcomes = map[string]exampleOutcome{
 		// the drain script's time cannot be known: a warning naming the annotation.
 		library: outcome{changed: 1, findings: []string{"WARN UnknownPreStop"}, stdout: []string{"/app/bin/drain"}},
 		alone: map[string]outcome{
-			"http-drain.yaml":         {changed: 1, findings: []string{"WARN UnknownPreStop"}},
+			"http-drain.yaml": {changed: 1, findings: []string{"WARN UnknownPreStop"}},
 			// termination-record's findings are audited only.
 			"termination-record.yaml": {changed: 1, findings: []string{"AUDIT UnknownPreStop"}},
 			"mesh-aware.yaml":         nothing,
