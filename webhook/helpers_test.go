@@ -17,11 +17,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/go-logr/logr/testr"
+	testrpkg "github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/util/yaml"
 
@@ -76,7 +77,7 @@ func newTestServer(tb testing.TB, src Source, cfg Config) (*Server, *prometheus.
 	}
 	var lg logr.Logger = logr.Discard()
 	if t, ok := tb.(*testing.T); ok {
-		lg = testr.NewWithOptions(t, testr.Options{Verbosity: 1})
+		lg = testrpkg.NewWithOptions(t, testrpkg.Options{Verbosity: 1})
 	}
 	s, err := NewServer(cfg, src, reg, lg)
 	if err != nil {
@@ -203,3 +204,7 @@ func writeCert(t *testing.T, dir, cn string) *x509.CertPool {
 	pool.AddCert(cert)
 	return pool
 }
+
+func testr(t *testing.T) logr.Logger { return testrpkg.New(t) }
+
+func strconvF(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
