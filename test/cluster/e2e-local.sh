@@ -55,12 +55,14 @@ log "helm install $RELEASE (certificates.mode=self)"
 	--set certificates.mode=self --wait --timeout 3m
 "$K8S_BIN/kubectl" -n "$NAMESPACE" get pods -o wide
 
-log "running the e2e suite against the local node"
-(cd "$REPO" && GRACEKEEPER_E2E_NAMESPACE=$NAMESPACE GRACEKEEPER_E2E_RELEASE=$RELEASE \
-	go test -tags e2e -count=1 -timeout "${E2E_TIMEOUT:-20m}" ${E2E_FLAGS:-} ./test/e2e/ ./test/cluster/)
-
-log "helm uninstall $RELEASE"
-"$HELM" uninstall "$RELEASE" --namespace "$NAMESPACE" --wait --timeout 2m
+log "running the node tests and the e2e suite (which ends with helm uninstall) against the local node"
+# -p 1: one package at a time, so that the timing checks do not share the 2 cores.
+(cd "$REPO" && HELM=$HELM GRACEKEEPER_E2E_NAMESPACE=$NAMESPACE GRACEKEEPER_E2E_RELEASE=$RELEASE GRACEKEEPER_E2E_UNINSTALL=1 \
+	go test -tags e2e -count=1 -p 1 -v -timeout "${E2E_TIMEOUT:-20m}" ${E2E_FLAGS:-} ./test/cluster/ ./test/e2e/)
+if "$HELM" status "$RELEASE" --namespace "$NAMESPACE" >/dev/null 2>&1; then
+	log "helm uninstall $RELEASE"
+	"$HELM" uninstall "$RELEASE" --namespace "$NAMESPACE" --wait --timeout 2m
+fi
 left=$("$K8S_BIN/kubectl" get pods -A -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name} {.metadata.finalizers}{"\n"}{end}' | grep gracekeeper.dev || true)
 if [[ -n $left ]]; then
 	echo "e2e-local: pods still carry gracekeeper finalizers after uninstall:" >&2
