@@ -84,6 +84,22 @@ func TestNode(t *testing.T) {
 			}
 		})
 
+		t.Run("an exec preStop runs to its end before SIGTERM", func(t *testing.T) {
+			t.Parallel()
+			// handlers.go runs the exec hook in the container; killContainer waits for it.
+			pod := n.pod("exec", 30, container("main", trapExit("main")))
+			pod.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
+				Command: []string{"sh", "-c", stepFn + "step main PRESTOP; sleep 2; step main PRESTOP-DONE"}}}}
+			n.run(ctx, t, pod)
+			n.deleteNow(ctx, t, pod.Name)
+			term := n.waitStep(ctx, t, pod.Name, "main", "TERM")
+			done := n.waitStep(ctx, t, pod.Name, "main", "PRESTOP-DONE")
+			start := n.waitStep(ctx, t, pod.Name, "main", "PRESTOP")
+			if done-start < 2 || term < done {
+				t.Errorf("preStop ran %.2f..%.2f, SIGTERM at %.2f; want the 2s hook to finish before SIGTERM", start, done, term)
+			}
+		})
+
 		t.Run("a shutdown overrun is SIGKILLed at the grace deadline", func(t *testing.T) {
 			t.Parallel()
 			// killContainer gives the runtime the grace period left; the runtime
