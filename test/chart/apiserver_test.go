@@ -5,10 +5,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -16,13 +21,19 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
 	"github.com/gracekeeper/gracekeeper/certs"
+	"github.com/gracekeeper/gracekeeper/finalizer"
+	"github.com/gracekeeper/gracekeeper/policies"
+	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 	"github.com/gracekeeper/gracekeeper/test/chartrender"
 	"github.com/gracekeeper/gracekeeper/test/controlplane"
 )
@@ -273,13 +284,121 @@ func TestChartOnAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("the finalizer controller and certificate rotation run as the ServiceAccount under leader election", func(t *testing.T) {
+		// An RBAC refusal that controller-runtime only logs (leader election, reconcile errors) fails the test;
+		// informer (client-go reflector) refusals go to klog and are covered by the real list/watch calls below.
+		var logMu sync.Mutex
+		var forbidden []string
+		logger := funcr.New(func(prefix, args string) {
+			if strings.Contains(strings.ToLower(args), "forbidden") {
+				logMu.Lock()
+				forbidden = append(forbidden, prefix+" "+args)
+				logMu.Unlock()
+			}
+		}, funcr.Options{Verbosity: 1})
+		defer func() {
+			logMu.Lock()
+			defer logMu.Unlock()
+			for _, l := range forbidden {
+				t.Errorf("refused by RBAC: %s", l)
+			}
+		}()
+		mgr, err := manager.New(sa, manager.Options{
+			Logger:                  logger,
+			Cache:                   finalizer.CacheOptions(),
+			LeaderElection:          true,
+			LeaderElectionID:        "gracekeeper.dev",
+			LeaderElectionNamespace: chartrender.Namespace,
+			Metrics:                 metricsserver.Options{BindAddress: "0"},
+			HealthProbeBindAddress:  "0",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := finalizer.Setup(mgr, finalizer.Options{ReportingInstance: "chart-test"}); err != nil {
+			t.Fatal(err)
+		}
+		cm, err := certs.New(asSA, certs.Options{
+			Namespace: chartrender.Namespace, SecretName: "gracekeeper-tls", ServiceName: "gracekeeper",
+			MutatingWebhookConfiguration: "gracekeeper", ValidatingWebhookConfiguration: "gracekeeper",
+			CertDir: t.TempDir(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cm.AddToManager(mgr); err != nil {
+			t.Fatal(err)
+		}
+		mctx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- mgr.Start(logr.NewContext(mctx, logger)) }()
+		defer func() {
+			stop()
+			if err := <-done; err != nil {
+				t.Errorf("manager: %v", err)
+			}
+		}()
+
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "recorded", Namespace: "apps",
+			Labels:     map[string]string{policies.LabelFinalize: "true"},
+			Finalizers: []string{string(v1alpha1.TerminationRecordFinalizer)}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "pause"}}}}
+		if err := admin.Create(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		if err := admin.Delete(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			return apierrors.IsNotFound(admin.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{})), nil
+		})
+		if err != nil {
+			t.Fatal("the controller, running with the chart's RBAC, never removed the finalizer")
+		}
+		var ev corev1.Event
+		if err := admin.Get(ctx, client.ObjectKey{Namespace: "apps", Name: finalizer.TerminationEventName(pod)}, &ev); err != nil {
+			t.Errorf("no termination record Event: %v", err)
+		}
+		var lease coordinationv1.Lease
+		if err := admin.Get(ctx, client.ObjectKey{Namespace: chartrender.Namespace, Name: "gracekeeper.dev"}, &lease); err != nil {
+			t.Errorf("leader election lease not written: %v", err)
+		}
+	})
+
+	t.Run("release-finalizers (the pre-delete hook) runs as the ServiceAccount", func(t *testing.T) {
+		held := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "held", Namespace: "apps",
+			Labels:     map[string]string{policies.LabelFinalize: "true"},
+			Finalizers: []string{string(v1alpha1.TerminationRecordFinalizer)}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "pause"}}}}
+		if err := admin.Create(ctx, held); err != nil {
+			t.Fatal(err)
+		}
+		// Never scheduled, so deletion is immediate but for the finalizer.
+		if err := admin.Delete(ctx, held); err != nil {
+			t.Fatal(err)
+		}
+		saClient, err := client.New(sa, client.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := finalizer.ReleaseAll(ctx, saClient, finalizer.ReleaseOptions{})
+		if err != nil || rep.Failed != 0 || rep.Released < 1 {
+			t.Fatalf("ReleaseAll as %s: %v (%s)", serviceAccount, err, rep)
+		}
+		if err := admin.Get(ctx, client.ObjectKeyFromObject(held), &corev1.Pod{}); !apierrors.IsNotFound(err) {
+			t.Errorf("pod still there after release: %v", err)
+		}
+	})
+
 	t.Run("access reviews as the ServiceAccount", func(t *testing.T) {
 		for name, tc := range map[string]struct {
 			attr authorizationv1.ResourceAttributes
 			want bool
 		}{
 			"get replicasets (owner resolution)":    {authorizationv1.ResourceAttributes{Verb: "get", Group: "apps", Resource: "replicasets", Namespace: "apps"}, true},
-			"get jobs (owner resolution)":           {authorizationv1.ResourceAttributes{Verb: "get", Group: "batch", Resource: "jobs", Namespace: "apps"}, true},
+			"get nodes (node gone)":                 {authorizationv1.ResourceAttributes{Verb: "get", Resource: "nodes", Name: "n1"}, true},
+			"list nodes":                            {authorizationv1.ResourceAttributes{Verb: "list", Resource: "nodes"}, false},
+			"list replicasets (read by name only)":  {authorizationv1.ResourceAttributes{Verb: "list", Group: "apps", Resource: "replicasets", Namespace: "apps"}, false},
 			"create leases in its namespace":        {authorizationv1.ResourceAttributes{Verb: "create", Group: "coordination.k8s.io", Resource: "leases", Namespace: chartrender.Namespace}, true},
 			"update leases in its namespace":        {authorizationv1.ResourceAttributes{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: chartrender.Namespace, Name: "gracekeeper.dev"}, true},
 			"update its own mutating configuration": {authorizationv1.ResourceAttributes{Verb: "update", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Name: "gracekeeper"}, true},
