@@ -95,6 +95,12 @@ func TestRun(t *testing.T) {
 			want:     ExitPass,
 			stderr:   []string{"WARN  pod/web (doc 1 of input.yaml)", "PASS:", "1 warning"},
 		},
+		"pass: an input with only comments passes with a note": {
+			files:  []file{{"input.yaml", "# nothing yet\n---\n"}},
+			want:   ExitPass,
+			stderr: []string{"note: the input holds no objects", "PASS: 0 objects"},
+			stdout: []string{"# nothing yet"},
+		},
 		"stdin: - reads standard input and names it": {
 			files:    []file{{"p.yaml", policyDeny}},
 			args:     []string{"-"},

@@ -75,8 +75,9 @@ type Checker struct {
 	opts   Options
 }
 
-// New compiles the policies read from policyPaths (files, or directories of
-// *.yaml and *.yml files). A policy that cannot be read or compiled is an
+// New reads, validates and compiles the policies in policyPaths (files, or
+// directories of *.yaml, *.yml and *.json files). A policy that cannot be
+// read, that the CRD would refuse, or that the engine cannot compile is an
 // *InputError naming it.
 func New(ctx context.Context, opts Options, policyPaths []string) (*Checker, error) {
 	c, err := newCodecs()

@@ -54,6 +54,10 @@ func Run(ctx context.Context, o RunOptions) int {
 	if c.Policies() == 0 {
 		fmt.Fprintln(o.Stderr, "note: no policies given (-p): nothing is mutated or validated")
 	}
+	if len(res.Objects) == 0 {
+		// An empty input passes, but in CI it usually means a wrong path.
+		fmt.Fprintln(o.Stderr, "note: the input holds no objects")
+	}
 	if err := res.WriteFindings(o.Stderr, c.Policies()); err != nil {
 		return ExitBadInput
 	}
