@@ -72,6 +72,12 @@ func (e *endpoint) count(path string) int {
 	return 0
 }
 
+func httpsServer(t *testing.T, h http.Handler) *httptest.Server {
+	srv := httptest.NewTLSServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 func cleanupJSON(t *testing.T, recs ...policies.CleanupRecord) string {
 	t.Helper()
 	b, err := json.Marshal(recs)
@@ -86,8 +92,7 @@ func cleanupJSON(t *testing.T, recs ...policies.CleanupRecord) string {
 func TestCleanup(t *testing.T) {
 	ep := &endpoint{bodies: map[string][]CleanupRequest{}, keys: map[string][]string{}, calls: map[string]*atomic.Int32{}}
 	ep.down.Store(true)
-	srv := httptest.NewTLSServer(ep)
-	t.Cleanup(srv.Close)
+	srv := httpsServer(t, ep)
 	ns := newNamespace(t)
 	reg := prometheus.NewRegistry()
 	startManager(t, Options{Registerer: reg, HTTPClient: srv.Client(), BackoffBase: 100 * time.Millisecond, BackoffMax: 500 * time.Millisecond}, nil)

@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // ReleaseOptions configures ReleaseAll.
@@ -111,6 +112,7 @@ func (r *Reconciler) release(ctx context.Context, pod *corev1.Pod, dryRun bool) 
 	if !own.any() {
 		return 0, nil
 	}
+	ctx = log.IntoContext(ctx, log.FromContext(ctx).WithValues("pod", client.ObjectKeyFromObject(pod)))
 	names := make([]string, 0, 1+len(own.cleanups))
 	if own.termination {
 		names = append(names, TerminationRecord)
