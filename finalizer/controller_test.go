@@ -43,6 +43,17 @@ func TestTerminationRecords(t *testing.T) {
 	stsRef := &metav1.OwnerReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "db", UID: "sts-uid", Controller: ptr.To(true)}
 	goneRSRef := &metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "cart-7c9b", UID: "rs-gone", Controller: ptr.To(true)}
 
+	// A node whose kubelet stopped reporting: Ready=False.
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-notready"}}
+	if err := c.Create(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionFalse, Reason: "KubeletStopped"}}
+	if err := c.Status().Update(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(ctx, node) })
+
 	type endFn func(deadline time.Time) []corev1.ContainerState
 	cases := map[string]struct {
 		spec        podSpec
@@ -87,6 +98,10 @@ func TestTerminationRecords(t *testing.T) {
 		"never scheduled: finalized right away": {
 			spec:     podSpec{grace: 30},
 			wantKind: "Pod", wantReason: "PodTerminated", wantMessage: []string{"deleted before it was scheduled"},
+		},
+		"node NotReady past the deadline and margin": {
+			spec:     podSpec{node: "node-notready", grace: 1},
+			wantKind: "Pod", wantReason: "NodeLost", wantMessage: []string{"node node-notready is gone or NotReady"},
 		},
 		"node gone past the deadline and margin": {
 			spec:     podSpec{node: "node-that-left", grace: 1},
@@ -140,12 +155,12 @@ func TestTerminationRecords(t *testing.T) {
 		})
 	}
 	// Metrics: one pod per case, counted by cause and reason, one overrun.
-	for labels, want := range map[string]float64{"Ended": 4, "NeverScheduled": 1, "NodeLost": 1} {
+	for labels, want := range map[string]float64{"Ended": 4, "NeverScheduled": 1, "NodeLost": 2} {
 		if got := counter(t, reg, "gracekeeper_finalizer_pods_recorded_total", map[string]string{"cause": labels}); got != want {
 			t.Errorf("pods_recorded_total{cause=%s} = %v, want %v", labels, got, want)
 		}
 	}
-	for labels, want := range map[string]float64{"Completed": 1, "OOMKilled": 1, "Error": 2, "Unknown": 2} {
+	for labels, want := range map[string]float64{"Completed": 1, "OOMKilled": 1, "Error": 2, "Unknown": 3} {
 		if got := counter(t, reg, "gracekeeper_finalizer_container_terminations_total", map[string]string{"reason": labels}); got != want {
 			t.Errorf("container_terminations_total{reason=%s} = %v, want %v", labels, got, want)
 		}
