@@ -1,0 +1,92 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
+	"k8s.io/client-go/rest"
+	certutil "k8s.io/client-go/util/cert"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/gracekeeper/gracekeeper/test/controlplane"
+)
+
+// cluster is a local etcd + kube-apiserver on loopback whose every file lives
+// under dir, so removing dir leaves nothing behind.
+type cluster struct {
+	env        *envtest.Environment
+	cfg        *rest.Config
+	kubeconfig string
+}
+
+// startCluster starts the control plane from the binaries in assets, with the
+// LifecyclePolicy CRD installed, and writes an admin kubeconfig into dir.
+// The caller must call stop, also after an error.
+func startCluster(dir, assets string) (*cluster, error) {
+	env := controlplane.New()
+	env.BinaryAssetsDirectory = assets
+	// Given directories are used as they are (envtest only makes and removes
+	// temp dirs for the ones left empty): keep them all under dir.
+	env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(dir, "etcd")}
+	env.ControlPlane.APIServer = &envtest.APIServer{CertDir: filepath.Join(dir, "apiserver")}
+	for _, d := range []string{env.ControlPlane.Etcd.DataDir, env.ControlPlane.APIServer.CertDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	c := &cluster{env: env}
+	cfg, err := env.Start()
+	if err != nil {
+		return c, fmt.Errorf("start etcd and kube-apiserver from %s: %w", assets, err)
+	}
+	c.cfg = cfg
+	user, err := env.AddUser(envtest.User{Name: "demo-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return c, err
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return c, err
+	}
+	c.kubeconfig = filepath.Join(dir, "kubeconfig")
+	return c, os.WriteFile(c.kubeconfig, kc, 0o600)
+}
+
+func (c *cluster) stop() error {
+	if c == nil || c.env == nil {
+		return nil
+	}
+	return c.env.Stop()
+}
+
+// servingCert writes a serving certificate for 127.0.0.1 (signed by a fresh
+// CA, which the file also holds) as tls.crt and tls.key in dir, and returns
+// the PEM the webhook configurations trust as caBundle.
+func servingCert(dir string) ([]byte, error) {
+	crt, key, err := certutil.GenerateSelfSignedCertKey("127.0.0.1", []net.IP{net.ParseIP("127.0.0.1")}, []string{"localhost"})
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), crt, 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.key"), key, 0o600); err != nil {
+		return nil, err
+	}
+	return crt, nil
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
