@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 )
@@ -63,6 +64,21 @@ func TestBudget(t *testing.T) {
 			}
 			if found != tc.wantWarning {
 				t.Errorf("warning containing %q: got %v, want %v (warnings: %q)", wantMsg, found, tc.wantWarning, warns.all())
+			}
+
+			if tc.wantWarning {
+				// What a user sees: kubectl prints admission warnings on stderr.
+				manifest, err := yaml.Marshal(withKind(newPod(ns, "tight-kubectl", 30, "app")))
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, stderr, err := kubectl(t, string(manifest), "create", "--dry-run=server", "-f", "-")
+				if err != nil {
+					t.Fatalf("kubectl create --dry-run=server: %v\n%s", err, stderr)
+				}
+				if !strings.Contains(stderr, "Warning: "+wantMsg) {
+					t.Errorf("kubectl stderr %q does not show the warning %q", stderr, wantMsg)
+				}
 			}
 
 			after := env.gk.auditCount(t, pol.Name)
