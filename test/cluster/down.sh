@@ -37,12 +37,16 @@ alive() {
 	[[ -r /proc/$1/cmdline ]] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -q -- "$2"
 }
 stop_pid() { # PID NAME SECONDS
-	local pid=$1 name=$2 secs=${3:-10} i
+	local pid=$1 name=$2 secs=${3:-10}
 	alive "$pid" "$name" || return 0
 	kill -TERM "$pid" 2>/dev/null
-	for ((i = 0; i < secs * 10; i++)); do
-		alive "$pid" "$name" || return 0
-		sleep 0.1
+	local t0=$SECONDS deadline=$((SECONDS + secs))
+	while ((SECONDS < deadline)); do
+		if ! alive "$pid" "$name"; then
+			((SECONDS - t0 < 3)) || log "$name took $((SECONDS - t0))s to stop"
+			return 0
+		fi
+		sleep 0.2
 	done
 	log "$name ($pid) ignored SIGTERM for ${secs}s: SIGKILL"
 	kill -KILL "$pid" 2>/dev/null
@@ -75,14 +79,15 @@ if [[ -f $D/pids/kube-apiserver.pid ]] && alive "$(cat "$D/pids/kube-apiserver.p
 	done
 fi
 
-# 2. Components, in reverse start order.
+# 2. Components: the API server's clients together, then the API server,
+#    then etcd (an API server whose etcd is gone is slow to stop).
 log "stopping the components"
-if [[ -f $D/pids/order ]]; then
-	for name in $(tac "$D/pids/order"); do
-		[[ $name == containerd ]] && continue
-		stop "$name"
-	done
-fi
+for name in kube-proxy kubelet kube-scheduler kube-controller-manager; do
+	stop "$name" &
+done
+wait
+stop kube-apiserver
+stop etcd
 
 # 3. Containers the kubelet did not end: kill their tasks, then containerd.
 if [[ -S $SOCK ]] && [[ -f $D/pids/containerd.pid ]] && alive "$(cat "$D/pids/containerd.pid")" containerd; then
@@ -98,13 +103,14 @@ stop containerd 15
 
 # 4. Anything left that is ours: shims carry our socket path in their
 #    arguments; container processes sit in the kubepods cgroups we made.
-for p in /proc/[0-9]*; do
-	pid=${p#/proc/}
-	[[ -r $p/cmdline ]] || continue
-	if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- "$D/"; then
-		log "killing leftover process $pid: $(tr '\0' ' ' <"$p/cmdline" | cut -c1-120)"
-		kill -KILL "$pid" 2>/dev/null
-	fi
+for f in $(grep -lsF -- "$D/" /proc/[0-9]*/cmdline); do
+	pid=${f#/proc/}
+	pid=${pid%/cmdline}
+	# Skip the grep that found it (its own arguments name the dir, and it is gone).
+	cmd=$({ tr '\0' ' ' <"$f"; } 2>/dev/null) || continue
+	[[ -n $cmd ]] || continue
+	log "killing leftover process $pid: ${cmd:0:120}"
+	kill -KILL "$pid" 2>/dev/null
 done
 cgroup_dirs() {
 	local c

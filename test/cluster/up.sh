@@ -115,7 +115,6 @@ start() {
 	shift
 	setsid "$@" >"$D/logs/$name.log" 2>&1 </dev/null &
 	echo $! >"$D/pids/$name.pid"
-	echo "$name" >>"$D/pids/order"
 }
 
 # wait_for WHAT SECONDS CMD...: polls CMD until it succeeds.
