@@ -21,13 +21,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/gracekeeper/gracekeeper/finalizer"
 	"github.com/gracekeeper/gracekeeper/policies"
 	"github.com/gracekeeper/gracekeeper/webhook"
 )
 
 // gracekeeper is the real webhook server and its manager (the informer
-// cache behind webhook.PolicyStore), run in-process the way `serve` wires
-// them, against the test control plane.
+// cache behind webhook.PolicyStore, and the finalizer controller), run
+// in-process the way `serve` wires them, against the test control plane.
 type gracekeeper struct {
 	baseURL string
 	http    *http.Client // trusts the serving CA
@@ -42,6 +43,7 @@ func startGracekeeper(ctx context.Context, cfg *rest.Config, scheme *runtime.Sch
 	mgr, err := manager.New(cfg, manager.Options{
 		Scheme:  scheme,
 		Logger:  lg,
+		Cache:   finalizer.CacheOptions(),                // pods: only those carrying our label
 		Metrics: metricsserver.Options{BindAddress: "0"}, // our metrics are on the webhook server
 	})
 	if err != nil {
@@ -54,7 +56,11 @@ func startGracekeeper(ctx context.Context, cfg *rest.Config, scheme *runtime.Sch
 	if err := store.SetupWithManager(mgr); err != nil {
 		return g, err
 	}
-	srv, err := webhook.NewServer(webhook.Config{Addr: addr, CertDir: certDir, DrainDelay: -1}, store, prometheus.NewRegistry(), lg)
+	reg := prometheus.NewRegistry()
+	if err := finalizer.Setup(mgr, finalizer.Options{Registerer: reg}); err != nil {
+		return g, err
+	}
+	srv, err := webhook.NewServer(webhook.Config{Addr: addr, CertDir: certDir, DrainDelay: -1}, store, reg, lg)
 	if err != nil {
 		return g, err
 	}

@@ -1,10 +1,13 @@
 package integration
 
 import (
+	"context"
+	"fmt"
 	"slices"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -53,6 +56,30 @@ func TestMutation(t *testing.T) {
 			wantPreStop: map[string]int64{"app": 5, "side": 2},
 		},
 	}
+	t.Run("a deleted pod is released by the finalizer controller", func(t *testing.T) {
+		p := newPod(ns, "deleted", 30, "app")
+		if err := createPod(t, env.c, p); err != nil {
+			t.Fatalf("create: %v", err)
+		}
+		if !slices.Contains(p.Finalizers, string(v1alpha1.TerminationRecordFinalizer)) {
+			t.Fatalf("no finalizer to release: %s", summary(p))
+		}
+		// Never scheduled, so the API server sets deletionGracePeriodSeconds 0
+		// (pkg/registry/core/pod/strategy.go CheckGracefulDelete); only our
+		// finalizer holds it, until the controller records it and lets go.
+		if err := env.c.Delete(ctxFor(t), p); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "pod gone", func(ctx context.Context) (bool, string) {
+			cur := &corev1.Pod{}
+			err := env.c.Get(ctx, client.ObjectKeyFromObject(p), cur)
+			if apierrors.IsNotFound(err) {
+				return true, ""
+			}
+			return false, fmt.Sprintf("get: %v, finalizers %v", err, cur.Finalizers)
+		})
+	})
+
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			if err := createPod(t, env.c, tc.pod); err != nil {
