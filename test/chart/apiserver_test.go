@@ -19,11 +19,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -36,6 +38,7 @@ import (
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 	"github.com/gracekeeper/gracekeeper/test/chartrender"
 	"github.com/gracekeeper/gracekeeper/test/controlplane"
+	"github.com/gracekeeper/gracekeeper/webhook"
 )
 
 const serviceAccount = "system:serviceaccount:" + chartrender.Namespace + ":gracekeeper"
@@ -72,7 +75,14 @@ func TestChartOnAPIServer(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = env.Stop() })
 	ctx := context.Background()
-	admin, err := client.New(cfg, client.Options{})
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,6 +314,7 @@ func TestChartOnAPIServer(t *testing.T) {
 			}
 		}()
 		mgr, err := manager.New(sa, manager.Options{
+			Scheme:                  scheme,
 			Logger:                  logger,
 			Cache:                   finalizer.CacheOptions(),
 			LeaderElection:          true,
@@ -316,6 +327,10 @@ func TestChartOnAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := finalizer.Setup(mgr, finalizer.Options{ReportingInstance: "chart-test"}); err != nil {
+			t.Fatal(err)
+		}
+		store := webhook.NewPolicyStore(webhook.StoreConfig{WriteStatus: true}, logger)
+		if err := store.SetupWithManager(mgr); err != nil {
 			t.Fatal(err)
 		}
 		cm, err := certs.New(asSA, certs.Options{
@@ -358,6 +373,27 @@ func TestChartOnAPIServer(t *testing.T) {
 		var ev corev1.Event
 		if err := admin.Get(ctx, client.ObjectKey{Namespace: "apps", Name: finalizer.TerminationEventName(pod)}, &ev); err != nil {
 			t.Errorf("no termination record Event: %v", err)
+		}
+		// The webhook's policy store: informers on policies and namespaces, status written
+		// by the leader on the next policy change.
+		select {
+		case <-mgr.Elected():
+		case <-time.After(30 * time.Second):
+			t.Fatal("never elected leader with the chart's lease permissions")
+		}
+		pol := &v1alpha1.LifecyclePolicy{ObjectMeta: metav1.ObjectMeta{Name: "p"}}
+		if err := admin.Patch(ctx, pol, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"shutdownSeconds":7}}`))); err != nil {
+			t.Fatal(err)
+		}
+		err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			var p v1alpha1.LifecyclePolicy
+			if err := admin.Get(ctx, client.ObjectKey{Name: "p"}, &p); err != nil {
+				return false, nil
+			}
+			return store.Ready() && p.Status.ObservedGeneration == p.Generation && len(p.Status.Conditions) > 0, nil
+		})
+		if err != nil {
+			t.Errorf("the policy store never built its set and wrote policy status as the ServiceAccount (ready %v)", store.Ready())
 		}
 		var lease coordinationv1.Lease
 		if err := admin.Get(ctx, client.ObjectKey{Namespace: chartrender.Namespace, Name: "gracekeeper.dev"}, &lease); err != nil {
