@@ -70,7 +70,17 @@ func Missing(cfg Config) string {
 // Up reuses the cluster whose state file exists, or runs up.sh.
 func Up(ctx context.Context, cfg Config) (*Cluster, error) {
 	if c, err := load(cfg); err == nil {
+		// A state file outliving its cluster (a crash, a reboot) must not
+		// pass for a running one.
+		ready := exec.CommandContext(ctx, filepath.Join(cfg.Assets, "kubectl"), "--kubeconfig", c.Kubeconfig,
+			"--request-timeout=10s", "get", "--raw", "/readyz")
+		if out, err := ready.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("%s names a cluster that does not answer (%v: %s); run `make cluster-down`",
+				filepath.Join(cfg.stateDir(), "state"), err, strings.TrimSpace(string(out)))
+		}
 		return c, nil
+	} else if !os.IsNotExist(err) {
+		return nil, err
 	}
 	if err := script(ctx, cfg, "up.sh"); err != nil {
 		return nil, fmt.Errorf("cluster up: %w", err)
