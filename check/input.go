@@ -57,8 +57,9 @@ type document struct {
 	duplicate error
 }
 
-// maxDocumentBytes bounds one document so that a runaway input fails clearly
-// instead of exhausting memory; the API server's own limit is ~3 MiB per object.
+// maxDocumentBytes bounds one document: the API server refuses request bodies
+// over 3 MiB, so a larger document is a mistake (a missing `---`, a generated
+// blob), better reported than parsed slowly.
 const maxDocumentBytes = 16 << 20
 
 // splitDocuments reads a multi-document YAML stream. Documents are numbered as
