@@ -438,7 +438,7 @@ func TestChartOnAPIServer(t *testing.T) {
 			"create leases in its namespace":        {authorizationv1.ResourceAttributes{Verb: "create", Group: "coordination.k8s.io", Resource: "leases", Namespace: chartrender.Namespace}, true},
 			"update leases in its namespace":        {authorizationv1.ResourceAttributes{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: chartrender.Namespace, Name: "gracekeeper.dev"}, true},
 			"update its own mutating configuration": {authorizationv1.ResourceAttributes{Verb: "update", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Name: "gracekeeper"}, true},
-			"watch its own Secret":                  {authorizationv1.ResourceAttributes{Verb: "watch", Resource: "secrets", Namespace: chartrender.Namespace, Name: "gracekeeper-tls"}, true},
+			"update its own Secret":                 {authorizationv1.ResourceAttributes{Verb: "update", Resource: "secrets", Namespace: chartrender.Namespace, Name: "gracekeeper-tls"}, true},
 			"watch namespaces":                      {authorizationv1.ResourceAttributes{Verb: "watch", Resource: "namespaces"}, true},
 			"leases in another namespace":           {authorizationv1.ResourceAttributes{Verb: "create", Group: "coordination.k8s.io", Resource: "leases", Namespace: "kube-system"}, false},
 			"update another validating config":      {authorizationv1.ResourceAttributes{Verb: "update", Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations", Name: "kyverno-resource-validating-webhook-cfg"}, false},
