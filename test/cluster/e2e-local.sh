@@ -34,7 +34,8 @@ WORK=$(mktemp -d /tmp/gk-e2e.XXXXXX)
 cleanup() {
 	local rc=$?
 	if [[ -f $STATE_DIR/kubeconfig ]] && ((rc != 0)); then
-		log "failed (exit $rc); gracekeeper's logs:"
+		log "failed (exit $rc); pods and gracekeeper's logs:"
+		"$K8S_BIN/kubectl" --kubeconfig "$STATE_DIR/kubeconfig" get pods -A -o wide 2>&1 || true
 		"$K8S_BIN/kubectl" --kubeconfig "$STATE_DIR/kubeconfig" -n "$NAMESPACE" logs -l app.kubernetes.io/name=gracekeeper --tail=40 --prefix 2>&1 || true
 	fi
 	"$REPO/test/cluster/down.sh" || rc=1
