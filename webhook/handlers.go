@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/go-logr/logr"
+
 	"github.com/gracekeeper/gracekeeper/policies"
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 )
@@ -40,6 +42,9 @@ type answer struct {
 // status and body to send. It is the whole admission path minus HTTP
 // (benchmarks call it directly).
 func (s *Server) Review(ctx context.Context, route string, body []byte) (code int, out []byte, outcome string) {
+	if _, err := logr.FromContext(ctx); err != nil {
+		ctx = log.IntoContext(ctx, s.log)
+	}
 	a := s.review(ctx, route, body)
 	if a.httpCode != 0 {
 		return a.httpCode, []byte(a.httpMsg + "\n"), outcomeError
@@ -52,13 +57,35 @@ func (s *Server) Review(ctx context.Context, route string, body []byte) (code in
 }
 
 func (s *Server) review(ctx context.Context, route string, body []byte) answer {
-	req, err := decodeEnvelope(body)
-	if err != nil {
-		log.FromContext(ctx).Info("bad admission request", "uid", req.uidOrEmpty(), "error", err.Error())
-		return answer{resp: errorResponse(req.uidOrEmpty(), err), outcome: outcomeError}
+	var (
+		hdr *requestHeader
+		pod *corev1.Pod
+		req *request
+		err error
+	)
+	switch route {
+	case RouteMutatePods, RouteValidatePods:
+		hdr, pod, err = decodePodReview(body)
+	case RouteValidateWorkloads:
+		req, err = decodeEnvelope(body)
+		if req != nil {
+			hdr = &req.requestHeader
+		}
+	default:
+		return answer{httpCode: http.StatusNotFound, httpMsg: "no such route"}
 	}
-	lg := log.FromContext(ctx).WithValues("uid", req.UID, "kind", req.Kind.Kind, "namespace", req.Namespace, "name", req.Name, "operation", req.Operation)
-	ctx = log.IntoContext(ctx, lg)
+	if err != nil {
+		uid := hdr.uidOrEmpty()
+		log.FromContext(ctx).Info("bad admission request", "uid", uid, "error", err.Error())
+		return answer{resp: errorResponse(uid, err), outcome: outcomeError}
+	}
+	// The request's identity goes on every log line of this request; the
+	// logger is only built when something will be logged (it allocates).
+	lg := log.FromContext(ctx)
+	if lg.V(1).Enabled() {
+		lg = lg.WithValues("uid", hdr.UID, "kind", hdr.Kind.Kind, "namespace", hdr.Namespace, "name", hdr.Name, "operation", hdr.Operation)
+		ctx = log.IntoContext(ctx, lg)
+	}
 	set := s.src.Set()
 	if set == nil {
 		// Not synced: let failurePolicy decide rather than answer wrongly.
@@ -67,37 +94,35 @@ func (s *Server) review(ctx context.Context, route string, body []byte) answer {
 	var a answer
 	switch route {
 	case RouteMutatePods:
-		a = s.mutatePod(ctx, set, req)
+		a = s.mutatePod(ctx, set, hdr, pod)
 	case RouteValidatePods:
-		a = s.validatePod(ctx, set, req)
-	case RouteValidateWorkloads:
-		a = s.validateWorkload(ctx, set, req)
+		a = s.validatePod(ctx, set, hdr, pod)
 	default:
-		return answer{httpCode: http.StatusNotFound, httpMsg: "no such route"}
+		a = s.validateWorkload(ctx, set, req)
 	}
-	if a.resp != nil {
+	if a.resp != nil && lg.V(1).Enabled() {
 		lg.V(1).Info("admission", "allowed", a.resp.Allowed, "outcome", a.outcome, "warnings", len(a.resp.Warnings))
 	}
 	return a
 }
 
-func (r *request) uidOrEmpty() types.UID {
+func (r *requestHeader) uidOrEmpty() types.UID {
 	if r == nil {
 		return ""
 	}
 	return r.UID
 }
 
-func (s *Server) namespace(ctx context.Context, req *request) (policies.Namespace, *answer) {
+func (s *Server) namespace(ctx context.Context, req *requestHeader) (policies.Namespace, *answer) {
 	ns, err := s.src.Namespace(ctx, req.Namespace)
 	if err != nil {
-		log.FromContext(ctx).Error(err, "reading namespace")
+		log.FromContext(ctx).Error(err, "reading namespace", "uid", req.UID, "namespace", req.Namespace, "name", req.Name)
 		return ns, &answer{httpCode: http.StatusInternalServerError, httpMsg: "reading namespace " + req.Namespace + ": " + err.Error()}
 	}
 	return ns, nil
 }
 
-func (s *Server) decodePod(req *request) (*corev1.Pod, error) {
+func decodePod(req *request) (*corev1.Pod, error) {
 	if req.Kind.Group != "" || req.Kind.Kind != "Pod" {
 		return nil, badf("request %s: expected a core/v1 Pod, got %s", req.UID, gvkString(req.Kind))
 	}
@@ -105,18 +130,10 @@ func (s *Server) decodePod(req *request) (*corev1.Pod, error) {
 	if err := unmarshal(req.Object, pod); err != nil {
 		return nil, badf("request %s: object is not a valid Pod: %v", req.UID, err)
 	}
-	if pod.Namespace == "" {
-		// At CREATE the object may carry no namespace; the request has it.
-		pod.Namespace = req.Namespace
-	}
 	return pod, nil
 }
 
-func (s *Server) mutatePod(ctx context.Context, set *policies.Set, req *request) answer {
-	pod, err := s.decodePod(req)
-	if err != nil {
-		return answer{resp: errorResponse(req.UID, err), outcome: outcomeError}
-	}
+func (s *Server) mutatePod(ctx context.Context, set *policies.Set, req *requestHeader, pod *corev1.Pod) answer {
 	resp := &response{UID: req.UID, Allowed: true}
 	// The mutating webhook is registered for CREATE only; anything else is
 	// let through unchanged rather than refused.
@@ -126,6 +143,10 @@ func (s *Server) mutatePod(ctx context.Context, set *policies.Set, req *request)
 	ns, bad := s.namespace(ctx, req)
 	if bad != nil {
 		return *bad
+	}
+	if pod.Namespace == "" {
+		// At CREATE the object may carry no namespace; the request has it.
+		pod.Namespace = req.Namespace
 	}
 	dec := set.Mutate(pod, ns)
 	s.findings(resp, dec.Findings, false)
@@ -141,7 +162,7 @@ func (s *Server) mutatePod(ctx context.Context, set *policies.Set, req *request)
 		patch, err = json.Marshal(ops)
 	}
 	if err != nil {
-		log.FromContext(ctx).Error(err, "building the patch")
+		log.FromContext(ctx).Error(err, "building the patch", "uid", req.UID, "namespace", req.Namespace, "name", req.Name)
 		return answer{httpCode: http.StatusInternalServerError, httpMsg: "building the patch: " + err.Error()}
 	}
 	resp.Patch, resp.PatchType = patch, "JSONPatch"
@@ -151,10 +172,9 @@ func (s *Server) mutatePod(ctx context.Context, set *policies.Set, req *request)
 	return answer{resp: resp, outcome: outcomePatched}
 }
 
-func (s *Server) validatePod(ctx context.Context, set *policies.Set, req *request) answer {
-	pod, err := s.decodePod(req)
-	if err != nil {
-		return answer{resp: errorResponse(req.UID, err), outcome: outcomeError}
+func (s *Server) validatePod(ctx context.Context, set *policies.Set, req *requestHeader, pod *corev1.Pod) answer {
+	if pod.Namespace == "" {
+		pod.Namespace = req.Namespace
 	}
 	if req.Operation != "CREATE" {
 		return answer{resp: &response{UID: req.UID, Allowed: true}, outcome: outcomeAllowed}
@@ -216,18 +236,18 @@ func (s *Server) validateWorkload(ctx context.Context, set *policies.Set, req *r
 	if meta.GetNamespace() == "" {
 		meta.SetNamespace(req.Namespace)
 	}
-	ns, bad := s.namespace(ctx, req)
+	ns, bad := s.namespace(ctx, &req.requestHeader)
 	if bad != nil {
 		return *bad
 	}
 	pod := policies.PodFromTemplate(meta, req.Kind.Kind, tmpl)
-	return s.judge(req, set.Review(pod, ns))
+	return s.judge(&req.requestHeader, set.Review(pod, ns))
 }
 
 // judge turns a validation decision into the answer: Deny findings refuse
 // with 403 and their messages, Warn findings become admission warnings
 // (kubectl prints them), Audit findings become audit annotations.
-func (s *Server) judge(req *request, dec policies.Decision) answer {
+func (s *Server) judge(req *requestHeader, dec policies.Decision) answer {
 	resp := &response{UID: req.UID, Allowed: true}
 	denials := s.findings(resp, dec.Findings, true)
 	if len(denials) > 0 {

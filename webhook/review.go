@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -20,13 +21,52 @@ type envelope struct {
 }
 
 type request struct {
+	requestHeader
+	Object json.RawMessage `json:"object"`
+}
+
+// requestHeader is what the handlers read of admission/v1 AdmissionRequest
+// (k8s.io/api/admission/v1/types.go) besides the object.
+type requestHeader struct {
 	UID       types.UID               `json:"uid"`
 	Kind      metav1.GroupVersionKind `json:"kind"`
 	Namespace string                  `json:"namespace"`
 	Name      string                  `json:"name"`
 	Operation string                  `json:"operation"`
-	Object    json.RawMessage         `json:"object"`
-	DryRun    *bool                   `json:"dryRun"`
+}
+
+// podEnvelope decodes a pod review in one pass, the object straight into
+// the typed pod: the patch is computed from typed pods (podPatch), so the
+// raw object bytes are never needed on the hot path.
+type podEnvelope struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Request    *struct {
+		requestHeader
+		Object *corev1.Pod `json:"object"`
+	} `json:"request"`
+}
+
+var podGVK = metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}
+
+// decodePodReview returns the request and its pod. The fast one-pass decode
+// serves well-formed pod reviews; anything else takes the careful path,
+// whose errors say exactly what is wrong.
+func decodePodReview(body []byte) (*requestHeader, *corev1.Pod, error) {
+	var e podEnvelope
+	if err := fastUnmarshal(body, &e); err == nil && e.APIVersion == "admission.k8s.io/v1" && e.Kind == "AdmissionReview" &&
+		e.Request != nil && e.Request.UID != "" && e.Request.Object != nil && e.Request.Kind == podGVK {
+		return &e.Request.requestHeader, e.Request.Object, nil
+	}
+	req, err := decodeEnvelope(body)
+	if err != nil {
+		if req == nil {
+			return nil, nil, err
+		}
+		return &req.requestHeader, nil, err
+	}
+	pod, err := decodePod(req)
+	return &req.requestHeader, pod, err
 }
 
 // badRequest is an error answered as allowed:false, code 400.
@@ -49,7 +89,7 @@ func decodeEnvelope(body []byte) (*request, error) {
 		if e.Request != nil {
 			uid = e.Request.UID
 		}
-		return &request{UID: uid}, badf("expected apiVersion admission.k8s.io/v1, kind AdmissionReview; got apiVersion %q, kind %q", e.APIVersion, e.Kind)
+		return &request{requestHeader: requestHeader{UID: uid}}, badf("expected apiVersion admission.k8s.io/v1, kind AdmissionReview; got apiVersion %q, kind %q", e.APIVersion, e.Kind)
 	}
 	if e.Request == nil {
 		return nil, badf("AdmissionReview has no request")
