@@ -98,19 +98,24 @@ func (m *Manager) DNSNames() []string {
 }
 
 // Bootstrap must run before the webhook server starts (it needs the files).
-// It fills the Secret if it is empty or unreadable and writes the files.
+// It fills the Secret if it is empty or unreadable (and then injects its
+// caBundle) and writes the files.
 // Any replica may do the first fill: the update carries the resourceVersion it
 // read, so when two replicas race one wins and the other re-reads the winner's
 // bundle. Later renewals are the leader's alone (Rotator).
 func (m *Manager) Bootstrap(ctx context.Context) error {
 	var lastErr error
 	for range 5 {
-		b, _, err := m.ensure(ctx, true)
+		b, d, err := m.ensure(ctx, true)
 		if err == nil {
-			_, err = WriteFiles(m.opts.CertDir, b)
-			if err == nil {
-				_, err = m.injectCABundle(ctx, b.CABundle)
+			if d.Action == ActionIssue {
+				// This replica filled the Secret: make it trusted now rather
+				// than at the leader's next pass.
+				if _, err := m.injectCABundle(ctx, b.CABundle); err != nil {
+					return err
+				}
 			}
+			_, err = WriteFiles(m.opts.CertDir, b)
 			return err
 		}
 		if !apierrors.IsConflict(err) {
@@ -180,6 +185,14 @@ func (m *Manager) ensure(ctx context.Context, onlyIfEmpty bool) (*Bundle, Decisi
 	data, err := next.Data()
 	if err != nil {
 		return nil, d, err
+	}
+	if prev != nil {
+		// Trust first, then serve: the new caBundle (new CA and the previous
+		// one) reaches the API server before any replica can read the new
+		// certificate from the Secret and serve it.
+		if _, err := m.injectCABundle(ctx, next.CABundle); err != nil {
+			return nil, d, err
+		}
 	}
 	s.Data = data
 	if _, err := secrets.Update(ctx, s, metav1.UpdateOptions{}); err != nil {
