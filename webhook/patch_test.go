@@ -60,8 +60,8 @@ func TestPodPatch(t *testing.T) {
 			p.Spec.Containers[1].Lifecycle.PreStop = sleep(7)
 			p.Spec.Containers[1].Lifecycle.PostStart = sleep(1)
 		}, wantOps: 2, survives: []string{"futureLife", "futureField"}, gone: []string{"futureHook"}},
-		"a change outside the known fields falls back to a full diff": {mutate: func(p *corev1.Pod) {
-			p.Spec.Containers[0].Image = "other"
+		"a container added falls back to a full diff": {mutate: func(p *corev1.Pod) {
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "c", Image: "i"})
 			p.Spec.TerminationGracePeriodSeconds = ptr(int64(45))
 		}, wantOps: -1, survives: []string{"futureTop", "futureMeta"}},
 	}

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"mime"
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -194,6 +196,9 @@ func (s *Server) Start(ctx context.Context) error {
 		// A non-nil empty map disables HTTP/2 (net/http docs).
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		BaseContext:  func(net.Listener) context.Context { return log.IntoContext(context.Background(), s.log) },
+		// TLS handshake failures and the like, through our logger (V(1):
+		// scanners and load balancer probes make them routine).
+		ErrorLog: stdlog.New(logWriter{s.log.V(1)}, "", 0),
 	}
 	s.mu.Lock()
 	l := tls.NewListener(s.listener, s.tlsConfig(w))
@@ -239,4 +244,12 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error)
 		return buf, nil
 	}
 	return io.ReadAll(body)
+}
+
+// logWriter adapts net/http's *log.Logger output to logr.
+type logWriter struct{ l logr.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.l.Info(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
