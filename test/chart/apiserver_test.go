@@ -111,6 +111,22 @@ func TestChartOnAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("webhook configurations pointed at a local URL are valid (for the integration suite)", func(t *testing.T) {
+		objs := render(t, nil)
+		if _, err := chartrender.PointWebhooksAt(objs, "https://127.0.0.1:9443", []byte("not checked by the API server")); err != nil {
+			t.Fatal(err)
+		}
+		for _, obj := range objs {
+			if !strings.HasSuffix(obj.GetKind(), "WebhookConfiguration") {
+				continue
+			}
+			if err := admin.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj.DeepCopy()),
+				client.DryRunAll, client.FieldOwner("chart-test"), client.ForceOwnership); err != nil {
+				t.Errorf("%s %s refused: %v", obj.GetKind(), obj.GetName(), err)
+			}
+		}
+	})
+
 	t.Run("cert-manager objects decode strictly into cert-manager's types", func(t *testing.T) {
 		objs := render(t, map[string]any{"certificates": map[string]any{"mode": "certManager"}})
 		issuers := map[string]cmv1.Issuer{}

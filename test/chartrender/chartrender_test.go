@@ -3,6 +3,8 @@ package chartrender
 import (
 	"strings"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // TestRender: CRDs come first (Helm installs them first), the order is
@@ -42,5 +44,39 @@ func TestRender(t *testing.T) {
 	}
 	if _, err := Render(map[string]any{"replicas": 0}); err == nil || !strings.Contains(err.Error(), "replicas") {
 		t.Errorf("replicas 0: err = %v, want a schema error naming replicas", err)
+	}
+}
+
+func TestPointWebhooksAt(t *testing.T) {
+	objs, err := Render(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := PointWebhooksAt(objs, "https://127.0.0.1:9443/", []byte("CA"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Fatalf("rewrote %d webhooks, want 3 (mutate-pods, validate-pods, validate-workloads)", n)
+	}
+	urls := map[string]bool{}
+	for _, o := range objs {
+		hooks, _, _ := unstructured.NestedSlice(o.Object, "webhooks")
+		for _, h := range hooks {
+			cc := h.(map[string]any)["clientConfig"].(map[string]any)
+			if _, svc := cc["service"]; svc {
+				t.Errorf("service reference left in %s", o.GetName())
+			}
+			urls[cc["url"].(string)] = true
+			// Rules and selectors are untouched.
+			if _, ok := h.(map[string]any)["namespaceSelector"]; !ok {
+				t.Errorf("namespaceSelector lost")
+			}
+		}
+	}
+	for _, u := range []string{"https://127.0.0.1:9443/mutate-pods", "https://127.0.0.1:9443/validate-pods", "https://127.0.0.1:9443/validate-workloads"} {
+		if !urls[u] {
+			t.Errorf("no webhook calls %s (got %v)", u, urls)
+		}
 	}
 }
