@@ -57,9 +57,18 @@ log "installing cert-manager from $CERT_MANAGER_MANIFEST"
 
 install() { # $1 = certificates.mode
 	log "helm install $RELEASE (certificates.mode=$1)"
-	"$HELM" install "$RELEASE" "$REPO/charts/gracekeeper" --namespace "$NAMESPACE" --create-namespace \
-		--set image.repository="${IMG%:*}" --set image.tag="${IMG##*:}" --set image.pullPolicy=Never \
-		--set certificates.mode="$1" --wait --timeout 5m
+	# cert-manager's own webhook may refuse Issuers for a while after its Deployments are
+	# Available (its CA is still being injected): retry; upgrade --install is idempotent.
+	for attempt in 1 2 3 4 5; do
+		if "$HELM" upgrade --install "$RELEASE" "$REPO/charts/gracekeeper" --namespace "$NAMESPACE" --create-namespace \
+			--set image.repository="${IMG%:*}" --set image.tag="${IMG##*:}" --set image.pullPolicy=Never \
+			--set certificates.mode="$1" --wait --timeout 5m; then
+			return 0
+		fi
+		log "install attempt $attempt failed; retrying in 15s"
+		sleep 15
+	done
+	return 1
 }
 run_suite() {
 	log "running the e2e suite"
