@@ -214,6 +214,17 @@ items:
 				"doc 4 of input.yaml, item 1: invalid Pod",
 			},
 		},
+		"bad input: a removed API version of a built-in group": {
+			files:  []file{{"input.yaml", "apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: old}\n"}},
+			want:   ExitBadInput,
+			stderr: []string{`doc 1 of input.yaml: extensions/v1beta1 Deployment is not served by Kubernetes any more: use apiVersion apps/v1`},
+		},
+		"pass: custom resources pass through unreviewed, as in the cluster": {
+			files:  []file{{"input.yaml", podWeb + "---\napiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: web-tls}\nspec: {secretName: web-tls}\n"}},
+			want:   ExitPass,
+			stderr: []string{"PASS: 2 objects (1 reviewed, 0 changed)", "1 passed through unreviewed"},
+			stdout: []string{"kind: Certificate"},
+		},
 		"bad input: apiVersion and kind are required": {
 			files:  []file{{"input.yaml", "metadata: {name: x}\n"}},
 			want:   ExitBadInput,
