@@ -59,11 +59,8 @@ func (d *demo) install(ctx context.Context, policyFile string) error {
 			return err
 		}
 	}
-	mut, val, err := install.Webhooks(install.DefaultOptions())
+	mut, val, err := install.Webhooks(install.DefaultOptions(), d.gk.baseURL, d.gk.caBundle)
 	if err != nil {
-		return err
-	}
-	if err := install.PointAt(mut, val, d.gk.baseURL, d.gk.caBundle); err != nil {
 		return err
 	}
 	for _, o := range []client.Object{mut, val} {

@@ -83,14 +83,12 @@ func TestFailurePolicy(t *testing.T) {
 			// copies select it by its scenario label instead.
 			ns, scenario := newNamespace(t, map[string]string{install.IgnoreLabel: "true"})
 			// Fail first; switched to tc.fp once the API server has loaded it.
-			mut, val, err := install.Webhooks(install.Options{FailurePolicy: admissionregistrationv1.Fail, TimeoutSeconds: timeoutSeconds})
+			mut, val, err := install.Webhooks(install.Options{FailurePolicy: admissionregistrationv1.Fail, TimeoutSeconds: timeoutSeconds},
+				"https://"+tc.addr(t), env.caBundle)
 			if err != nil {
 				t.Fatal(err)
 			}
 			mut.Name, val.Name = "broken-"+scenario, "broken-"+scenario
-			if err := install.PointAt(mut, val, "https://"+tc.addr(t), env.caBundle); err != nil {
-				t.Fatal(err)
-			}
 			sel := &metav1.LabelSelector{MatchLabels: map[string]string{scenarioLabel: scenario}}
 			for i := range mut.Webhooks {
 				mut.Webhooks[i].NamespaceSelector = sel

@@ -145,11 +145,8 @@ func startSuite() (*suite, func(), error) {
 // installWebhooks creates gracekeeper's two webhook configurations as the
 // chart renders them, pointed at the local server.
 func installWebhooks(ctx context.Context, c client.Client, opts install.Options, baseURL string, ca []byte) error {
-	mut, val, err := install.Webhooks(opts)
+	mut, val, err := install.Webhooks(opts, baseURL, ca)
 	if err != nil {
-		return err
-	}
-	if err := install.PointAt(mut, val, baseURL, ca); err != nil {
 		return err
 	}
 	for _, o := range []client.Object{mut, val} {

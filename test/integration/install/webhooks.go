@@ -7,7 +7,6 @@ package install
 
 import (
 	"fmt"
-	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -38,9 +37,11 @@ func DefaultOptions() Options {
 }
 
 // Webhooks renders the chart with o and returns its
-// MutatingWebhookConfiguration and ValidatingWebhookConfiguration, still
-// pointing at the in-cluster Service (PointAt rewrites them).
-func Webhooks(o Options) (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration, error) {
+// MutatingWebhookConfiguration and ValidatingWebhookConfiguration, pointed
+// (chartrender.PointWebhooksAt) at baseURL plus each webhook's service path,
+// trusting caBundle: what a cluster reaches through the Service, a local API
+// server reaches on loopback.
+func Webhooks(o Options, baseURL string, caBundle []byte) (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration, error) {
 	objs, err := chartrender.Render(map[string]any{
 		"webhook": map[string]any{
 			"timeoutSeconds": int64(o.TimeoutSeconds),
@@ -50,6 +51,9 @@ func Webhooks(o Options) (*admissionregistrationv1.MutatingWebhookConfiguration,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("render charts/gracekeeper: %w", err)
+	}
+	if _, err := chartrender.PointWebhooksAt(objs, baseURL, caBundle); err != nil {
+		return nil, nil, err
 	}
 	var mut *admissionregistrationv1.MutatingWebhookConfiguration
 	var val *admissionregistrationv1.ValidatingWebhookConfiguration
@@ -73,32 +77,4 @@ func Webhooks(o Options) (*admissionregistrationv1.MutatingWebhookConfiguration,
 		return nil, nil, fmt.Errorf("charts/gracekeeper rendered no Mutating and Validating webhook configurations")
 	}
 	return mut, val, nil
-}
-
-// PointAt rewrites every webhook's clientConfig from the in-cluster Service to
-// baseURL (e.g. "https://127.0.0.1:9443") plus the Service's path, trusting
-// caBundle: what a cluster reaches through the Service, a local API server
-// reaches on loopback. It fails on a webhook that names no Service path.
-func PointAt(mut *admissionregistrationv1.MutatingWebhookConfiguration, val *admissionregistrationv1.ValidatingWebhookConfiguration, baseURL string, caBundle []byte) error {
-	rewrite := func(name string, cc *admissionregistrationv1.WebhookClientConfig) error {
-		if cc.Service == nil || cc.Service.Path == nil {
-			return fmt.Errorf("webhook %s: clientConfig has no service path to rewrite", name)
-		}
-		u := strings.TrimSuffix(baseURL, "/") + "/" + strings.TrimPrefix(*cc.Service.Path, "/")
-		cc.URL = &u
-		cc.Service = nil
-		cc.CABundle = caBundle
-		return nil
-	}
-	for i := range mut.Webhooks {
-		if err := rewrite(mut.Webhooks[i].Name, &mut.Webhooks[i].ClientConfig); err != nil {
-			return err
-		}
-	}
-	for i := range val.Webhooks {
-		if err := rewrite(val.Webhooks[i].Name, &val.Webhooks[i].ClientConfig); err != nil {
-			return err
-		}
-	}
-	return nil
 }
