@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/gracekeeper/gracekeeper/policies"
+	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
+	"github.com/gracekeeper/gracekeeper/webhook"
+)
+
+// TestLoadAgainstServer runs the tool briefly against an in-process
+// gracekeeper server over TLS (verified with the server's CA).
+func TestLoadAgainstServer(t *testing.T) {
+	dir := t.TempDir()
+	ca := writeCert(t, dir)
+	p := v1alpha1.LifecyclePolicy{ObjectMeta: metav1.ObjectMeta{Name: "web"}}
+	p.Spec.Match.PodSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}
+	p.Spec.PreStop = &v1alpha1.PreStopHook{HookAction: v1alpha1.HookAction{Sleep: &v1alpha1.SleepAction{Seconds: 5}}}
+	set, fs := policies.NewSet(policies.Config{}, []v1alpha1.LifecyclePolicy{p})
+	if len(fs) > 0 {
+		t.Fatal(fs)
+	}
+	srv, err := webhook.NewServer(webhook.Config{Addr: "127.0.0.1:0", CertDir: dir, DrainDelay: -1},
+		webhook.StaticSource{Policies: set}, prometheus.NewRegistry(), logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := srv.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	url := "https://" + addr.String()
+
+	var out, errOut bytes.Buffer
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out.Reset()
+		errOut.Reset()
+		if code := run(context.Background(), []string{"-url", url + "/healthz", "-n", "1", "-c", "1", "-ca", ca, "-expect-code", "405"}, &out, &errOut); code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not up: %s %s", out.String(), errOut.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	out.Reset()
+	errOut.Reset()
+	code := run(context.Background(), []string{"-url", url + webhook.RouteMutatePods, "-n", "300", "-c", "4", "-ca", ca}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	for _, want := range []string{`(?m)^requests: 300$`, `(?m)^errors: 0$`, `throughput: \d+ req/s`, `latency: p50 \S+\s+p90 \S+\s+p99 \S+\s+max \S+`} {
+		if !regexp.MustCompile(want).MatchString(out.String()) {
+			t.Errorf("output lacks %s:\n%s", want, out.String())
+		}
+	}
+
+	// A server answering something else counts as errors, exit 1.
+	out.Reset()
+	if code := run(context.Background(), []string{"-url", url + "/no-such-route", "-n", "5", "-c", "2", "-insecure"}, &out, &errOut); code != 1 {
+		t.Errorf("exit %d against a 404 route, want 1:\n%s", code, out.String())
+	}
+	if !strings.Contains(out.String(), "errors: 5") {
+		t.Errorf("want 5 errors:\n%s", out.String())
+	}
+}
+
+func TestRefusesBadFlags(t *testing.T) {
+	tests := map[string]struct {
+		args []string
+		want string
+	}{
+		"no url":            {nil, "-url is required"},
+		"not loopback":      {[]string{"-url", "https://10.0.0.1:9443/mutate-pods"}, "not a loopback address"},
+		"not loopback name": {[]string{"-url", "https://example.com/mutate-pods"}, "not a loopback address"},
+		"too many":          {[]string{"-url", "https://127.0.0.1:1/x", "-n", "2000000"}, "-n must be"},
+		"too concurrent":    {[]string{"-url", "https://127.0.0.1:1/x", "-c", "1000"}, "-c must be"},
+		"too long":          {[]string{"-url", "https://[::1]:1/x", "-duration", "1h"}, "-duration must be"},
+		"bad scheme":        {[]string{"-url", "ftp://127.0.0.1/x"}, "scheme"},
+		"body not JSON":     {[]string{"-url", "https://localhost:1/x", "-f", "main.go"}, "not JSON"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			if code := run(context.Background(), tc.args, &out, &errOut); code != 2 {
+				t.Errorf("exit %d, want 2", code)
+			}
+			if !strings.Contains(errOut.String(), tc.want) {
+				t.Errorf("stderr %q lacks %q", errOut.String(), tc.want)
+			}
+		})
+	}
+}
+
+// writeCert writes a self-signed cert for 127.0.0.1 into dir and returns
+// the path of the CA file (the cert itself).
+func writeCert(t *testing.T, dir string) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true, IsCA: true, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crt := filepath.Join(dir, "tls.crt")
+	for f, b := range map[string][]byte{
+		crt:                           pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		filepath.Join(dir, "tls.key"): pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}),
+	} {
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return crt
+}
