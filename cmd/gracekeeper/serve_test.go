@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
+	"github.com/gracekeeper/gracekeeper/test/controlplane"
+)
+
+func TestServeFlags(t *testing.T) {
+	tests := map[string]struct {
+		args     []string
+		wantCode int
+		wantOK   bool
+		wantErr  string
+		check    func(t *testing.T, o serveOptions)
+	}{
+		"help":               {args: []string{"-h"}, wantCode: 0},
+		"namespace required": {args: nil, wantCode: 2, wantErr: "--namespace is required"},
+		"bad TLS version":    {args: []string{"--namespace", "gk", "--tls-min-version", "1.1"}, wantCode: 2, wantErr: "unsupported TLS minimum version"},
+		"stray argument":     {args: []string{"--namespace", "gk", "extra"}, wantCode: 2, wantErr: `unexpected argument "extra"`},
+		"unknown flag":       {args: []string{"--nope"}, wantCode: 2, wantErr: "flag provided but not defined"},
+		"non-positive body":  {args: []string{"--namespace", "gk", "--max-body-bytes", "0"}, wantCode: 2, wantErr: "--max-body-bytes"},
+		"own namespace first": {args: []string{"--namespace", "gk", "--excluded-namespaces", "kube-system, gk ,,other"}, wantOK: true, check: func(t *testing.T, o serveOptions) {
+			if got := strings.Join(o.excludedNamespaces, ","); got != "gk,kube-system,other" {
+				t.Errorf("excluded %q", got)
+			}
+		}},
+		"defaults": {args: []string{"--namespace", "gk"}, wantOK: true, check: func(t *testing.T, o serveOptions) {
+			if o.addr != ":9443" || o.tlsMinVersion != "1.2" || o.maxBodyBytes != 3<<20 || o.leaderElect ||
+				strings.Join(o.excludedNamespaces, ",") != "gk,kube-system,kube-node-lease" {
+				t.Errorf("defaults: %+v", o)
+			}
+		}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			o, code, ok := parseServeFlags(tc.args, &stderr)
+			if ok != tc.wantOK || (!ok && code != tc.wantCode) {
+				t.Fatalf("ok=%v code=%d, want ok=%v code=%d; stderr: %s", ok, code, tc.wantOK, tc.wantCode, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tc.wantErr) {
+				t.Errorf("stderr %q lacks %q", stderr.String(), tc.wantErr)
+			}
+			if tc.check != nil {
+				tc.check(t, o)
+			}
+		})
+	}
+}
+
+// TestServeAgainstControlPlane runs serve (manager, policy store, server)
+// against a real kube-apiserver + etcd: it becomes ready, applies a policy
+// created after start, and shuts down cleanly when its context ends.
+func TestServeAgainstControlPlane(t *testing.T) {
+	if err := controlplane.CheckAssets(); err != nil {
+		t.Fatalf("needs the control-plane binaries (make test builds them): %v", err)
+	}
+	cp := controlplane.New()
+	cfg, err := cp.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cp.Stop(); err != nil {
+			t.Errorf("stopping the control plane: %v", err)
+		}
+	})
+	ctrllog.SetLogger(logr.Discard())
+	dir := t.TempDir()
+	pool := writeServeCert(t, dir)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+
+	var stderr bytes.Buffer
+	o, _, ok := parseServeFlags([]string{"--namespace", "gracekeeper", "--addr", addr, "--cert-dir", dir, "--drain-delay", "200ms"}, &stderr)
+	if !ok {
+		t.Fatal(stderr.String())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, o, logr.Discard(), serveExtras{}) }()
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			cancel()
+			<-done
+		}
+	})
+
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	base := "https://" + addr
+	waitFor(t, "readyz 200", func() bool {
+		resp, err := hc.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = v1alpha1.AddToScheme(scheme)
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}); err != nil {
+		t.Fatal(err)
+	}
+	p := &v1alpha1.LifecyclePolicy{ObjectMeta: metav1.ObjectMeta{Name: "drain"}}
+	p.Spec.PreStop = &v1alpha1.PreStopHook{HookAction: v1alpha1.HookAction{Sleep: &v1alpha1.SleepAction{Seconds: 4}}}
+	if err := c.Create(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	review := func(ns string) *admissionv1.AdmissionResponse {
+		body, _ := json.Marshal(map[string]any{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+			"request": map[string]any{"uid": "u1", "kind": map[string]any{"version": "v1", "kind": "Pod"}, "namespace": ns, "operation": "CREATE",
+				"object": map[string]any{"metadata": map[string]any{"name": "p"}, "spec": map[string]any{"containers": []any{map[string]any{"name": "c", "image": "i"}}}}}})
+		resp, err := hc.Post(base+"/mutate-pods", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var rev admissionv1.AdmissionReview
+		if err := json.NewDecoder(resp.Body).Decode(&rev); err != nil || rev.Response == nil {
+			t.Fatalf("HTTP %d: %v", resp.StatusCode, err)
+		}
+		return rev.Response
+	}
+	waitFor(t, "policy applied", func() bool { return bytes.Contains(review("shop").Patch, []byte(`"seconds":4`)) })
+	if r := review("gracekeeper"); r.Patch != nil {
+		t.Errorf("own namespace was patched: %s", r.Patch)
+	}
+	if r := review("kube-system"); r.Patch != nil {
+		t.Errorf("kube-system was patched: %s", r.Patch)
+	}
+
+	cancel()
+	stopped = true
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve returned %v after cancel", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop within 30s")
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 20s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func writeServeCert(t *testing.T, dir string) *x509.CertPool {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "serve-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true, IsCA: true, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return pool
+}
