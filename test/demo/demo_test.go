@@ -16,11 +16,6 @@ import (
 	"github.com/gracekeeper/gracekeeper/test/controlplane"
 )
 
-// demoInProcess: `gracekeeper serve` is not wired yet, so the tests run the
-// same packages in-process (--in-process); once it is, they run the binary
-// as `make demo` does.
-const demoInProcess = true
-
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 
 // buildGracekeeper builds ./cmd/gracekeeper into the test's temp dir.
@@ -35,19 +30,23 @@ func buildGracekeeper(t *testing.T) string {
 	return bin
 }
 
-// TestDemo runs the whole demo with --exit and checks the report shows the
-// injected hook and the refusals with their reasons, and that nothing is
-// left behind: no temp dir, no gracekeeper process, no kube-apiserver.
+// TestDemo runs the demo as `make demo` does, against a freshly built
+// gracekeeper: once with --exit, checking the report, and once waiting for
+// Ctrl-C; each time nothing may be left behind.
 func TestDemo(t *testing.T) {
 	if err := controlplane.CheckAssets(); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"--exit", "--assets", controlplane.AssetsDir()}
-	if demoInProcess {
-		args = append(args, "--in-process")
-	} else {
-		args = append(args, "--gracekeeper", buildGracekeeper(t))
-	}
+	gk := buildGracekeeper(t)
+	t.Run("--exit prints the report and cleans up", func(t *testing.T) { testExit(t, gk) })
+	t.Run("Ctrl-C stops everything", func(t *testing.T) { testInterrupt(t, gk) })
+}
+
+// testExit runs the whole demo with --exit and checks the report shows the
+// injected hook and the refusals with their reasons, and that nothing is
+// left behind: no temp dir, no gracekeeper process, no kube-apiserver.
+func testExit(t *testing.T, gk string) {
+	args := []string{"--exit", "--assets", controlplane.AssetsDir(), "--gracekeeper", gk}
 	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -18,17 +18,15 @@ import (
 // configurations exclude it, as the chart's do).
 const gkNamespace = "gracekeeper-system"
 
-// gracekeeperProc is gracekeeper serving the local control plane: the
-// binary's `serve` (the default) or, with --in-process, the same packages
-// run inside the demo.
+// gracekeeperProc is the gracekeeper binary's `serve` against the local
+// control plane, with a serving certificate the demo made.
 type gracekeeperProc struct {
 	desc     string // what runs, for the report
-	pid      int    // the binary's pid; 0 in-process
 	exited   chan error
 	baseURL  string
 	caBundle []byte
 	logPath  string
-	halt     func() error // asks it to stop (SIGTERM, or cancel)
+	halt     func() error // asks it to stop: SIGTERM
 	cleanup  func()
 }
 
@@ -61,7 +59,7 @@ func startBinary(bin, kubeconfig, dir string) (*gracekeeperProc, error) {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	g := &gracekeeperProc{
-		desc: fmt.Sprintf("%s serve (pid %d)", bin, cmd.Process.Pid), pid: cmd.Process.Pid,
+		desc:   fmt.Sprintf("%s serve (pid %d)", bin, cmd.Process.Pid),
 		exited: make(chan error, 1), caBundle: ca, logPath: logPath,
 		baseURL: "https://127.0.0.1:" + strconv.Itoa(port),
 		halt:    func() error { return cmd.Process.Signal(syscall.SIGTERM) },
@@ -77,7 +75,9 @@ func serveArgs(kubeconfig, certDir string, port int) []string {
 		"--kubeconfig", kubeconfig,
 		"--namespace", gkNamespace,
 		"--cert-dir", certDir,
-		"--webhook-address", "127.0.0.1:" + strconv.Itoa(port),
+		"--addr", "127.0.0.1:" + strconv.Itoa(port),
+		// Nothing routes to it through endpoints here: a short drain keeps Ctrl-C quick.
+		"--drain-delay", "500ms",
 	}
 }
 
@@ -129,9 +129,6 @@ func (g *gracekeeperProc) stop(grace time.Duration) error {
 
 // logTail is the end of gracekeeper's log, for error messages.
 func (g *gracekeeperProc) logTail() string {
-	if g.logPath == "" {
-		return ""
-	}
 	b, err := os.ReadFile(g.logPath)
 	if err != nil {
 		return err.Error()

@@ -19,13 +19,10 @@ import (
 	"github.com/gracekeeper/gracekeeper/test/controlplane"
 )
 
-// TestDemoInterrupt runs the demo binary as `make demo` does (waiting for
+// testInterrupt runs the demo binary as `make demo` does (waiting for
 // Ctrl-C), sends it SIGINT once the report is out, and checks it exits 0
-// having stopped the control plane and removed its temp dir.
-func TestDemoInterrupt(t *testing.T) {
-	if err := controlplane.CheckAssets(); err != nil {
-		t.Fatal(err)
-	}
+// having stopped gracekeeper and the control plane and removed its temp dir.
+func testInterrupt(t *testing.T, gk string) {
 	tmp := t.TempDir()
 	demoBin := filepath.Join(tmp, "demo")
 	build := exec.Command("go", "build", "-o", demoBin, "./test/demo")
@@ -33,12 +30,7 @@ func TestDemoInterrupt(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./test/demo: %v\n%s", err, out)
 	}
-	args := []string{"--assets", controlplane.AssetsDir()}
-	if demoInProcess {
-		args = append(args, "--in-process")
-	} else {
-		args = append(args, "--gracekeeper", buildGracekeeper(t))
-	}
+	args := []string{"--assets", controlplane.AssetsDir(), "--gracekeeper", gk}
 	cmd := exec.Command(demoBin, args...)
 	cmd.Env = append(os.Environ(), "DEMO_EXIT=0")
 	stdout, err := cmd.StdoutPipe()
@@ -98,7 +90,7 @@ func TestDemoInterrupt(t *testing.T) {
 }
 
 // checkNothingLeft asserts the demo's temp dir is gone, gracekeeper's
-// process (binary mode) has exited and kube-apiserver no longer listens.
+// process has exited and kube-apiserver no longer listens.
 func checkNothingLeft(t *testing.T, report string) {
 	t.Helper()
 	dir := regexp.MustCompile(`data in (\S+)\)`).FindStringSubmatch(report)
@@ -107,12 +99,10 @@ func checkNothingLeft(t *testing.T, report string) {
 	} else if _, err := os.Stat(dir[1]); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("temp dir %s still there after the demo (stat: %v)", dir[1], err)
 	}
-	if !demoInProcess {
-		if m := regexp.MustCompile(`serve \(pid (\d+)\)`).FindStringSubmatch(report); m == nil {
-			t.Error("report does not name gracekeeper's pid")
-		} else if pid := atoi(m[1]); syscall.Kill(pid, 0) == nil {
-			t.Errorf("gracekeeper (pid %d) still running after the demo", pid)
-		}
+	if m := regexp.MustCompile(`serve \(pid (\d+)\)`).FindStringSubmatch(report); m == nil {
+		t.Error("report does not name gracekeeper's pid")
+	} else if pid := atoi(m[1]); syscall.Kill(pid, 0) == nil {
+		t.Errorf("gracekeeper (pid %d) still running after the demo", pid)
 	}
 	if m := regexp.MustCompile(`kube-apiserver at (\S+)`).FindStringSubmatch(report); m == nil {
 		t.Error("report does not name the kube-apiserver address")

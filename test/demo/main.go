@@ -34,7 +34,6 @@ type options struct {
 	assets      string
 	policy      string
 	exit        bool
-	inProcess   bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -45,16 +44,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.gracekeeper, "gracekeeper", filepath.Join(root, "bin", "gracekeeper"), "the gracekeeper binary to run (make build)")
 	fs.StringVar(&o.assets, "assets", controlplane.AssetsDir(), "directory holding kube-apiserver, etcd and kubectl (make test-assets)")
 	fs.StringVar(&o.policy, "policy", filepath.Join(root, "policies", "library", "http-drain.yaml"), "the LifecyclePolicy to install")
-	fs.BoolVar(&o.inProcess, "in-process", false, "run gracekeeper's server inside the demo instead of the binary's serve")
 	fs.BoolVar(&o.exit, "exit", os.Getenv("DEMO_EXIT") == "1", "exit after the report instead of waiting for Ctrl-C (also DEMO_EXIT=1)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
-	need := []string{o.policy, filepath.Join(o.assets, "kube-apiserver"), filepath.Join(o.assets, "etcd")}
-	if !o.inProcess {
-		need = append(need, o.gracekeeper)
-	}
-	for _, f := range need {
+	for _, f := range []string{o.gracekeeper, o.policy, filepath.Join(o.assets, "kube-apiserver"), filepath.Join(o.assets, "etcd")} {
 		if _, err := os.Stat(f); err != nil {
 			return o, fmt.Errorf("%s: %w (run `make build test-assets`, or `make demo`)", f, err)
 		}
@@ -105,12 +99,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 	}
 	step("kube-apiserver at %s", cl.cfg.Host)
 
-	var gk *gracekeeperProc
-	if o.inProcess {
-		gk, err = startInProcess(cl.cfg, dir)
-	} else {
-		gk, err = startBinary(o.gracekeeper, cl.kubeconfig, dir)
-	}
+	gk, err := startBinary(o.gracekeeper, cl.kubeconfig, dir)
 	if gk != nil {
 		defer func() {
 			step("stopping gracekeeper")
