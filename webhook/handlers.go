@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strings"
 
@@ -159,7 +158,7 @@ func (s *Server) mutatePod(ctx context.Context, set *policies.Set, req *requestH
 	}
 	var patch []byte
 	if err == nil {
-		patch, err = json.Marshal(ops)
+		patch, err = fastMarshal(ops)
 	}
 	if err != nil {
 		log.FromContext(ctx).Error(err, "building the patch", "uid", req.UID, "namespace", req.Namespace, "name", req.Name)

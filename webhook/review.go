@@ -130,7 +130,7 @@ type reviewOut struct {
 }
 
 func encodeReview(r *response) ([]byte, error) {
-	return json.Marshal(reviewOut{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview", Response: r})
+	return fastMarshal(reviewOut{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview", Response: r})
 }
 
 // errorResponse answers bad input: allowed false, code 400, the message.
