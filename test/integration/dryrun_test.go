@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/utils/ptr"
@@ -43,6 +44,33 @@ func TestDryRun(t *testing.T) {
 		Validation:      &v1alpha1.Validation{Action: v1alpha1.ActionDeny},
 	})
 	waitForMutation(t, newPod(ns, "probe", 30, "app"), "policy in effect", func(p *corev1.Pod) bool { return preStopSleep(p, "app") == 7 })
+
+	t.Run("our webhooks declare sideEffects None, so the API server calls them on dry runs", func(t *testing.T) {
+		// Without None (or NoneOnDryRun) the API server refuses every dry-run
+		// request they match (apiserver pkg/admission/plugin/webhook/generic/webhook.go).
+		mut := &admissionregistrationv1.MutatingWebhookConfiguration{}
+		val := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+		if err := env.c.Get(ctxFor(t), client.ObjectKey{Name: env.webhookName}, mut); err != nil {
+			t.Fatal(err)
+		}
+		if err := env.c.Get(ctxFor(t), client.ObjectKey{Name: env.webhookName}, val); err != nil {
+			t.Fatal(err)
+		}
+		check := func(name string, se *admissionregistrationv1.SideEffectClass) {
+			if se == nil || *se != admissionregistrationv1.SideEffectClassNone {
+				t.Errorf("webhook %s: sideEffects %v, want None", name, se)
+			}
+		}
+		for _, w := range mut.Webhooks {
+			check(w.Name, w.SideEffects)
+		}
+		for _, w := range val.Webhooks {
+			check(w.Name, w.SideEffects)
+		}
+		if len(mut.Webhooks)+len(val.Webhooks) != 3 {
+			t.Errorf("%d webhooks installed, want 3", len(mut.Webhooks)+len(val.Webhooks))
+		}
+	})
 
 	t.Run("dryRun=All returns the mutated pod and stores nothing", func(t *testing.T) {
 		got, err := dryRunPod(ctxFor(t), newPod(ns, "dry", 30, "app"))

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -40,7 +39,8 @@ type suite struct {
 	kubectl    string
 	gk         *gracekeeper
 	caBundle   []byte
-	webhooks   install.Options
+	// webhookName names the installed Mutating/ValidatingWebhookConfiguration.
+	webhookName string
 }
 
 var env *suite
@@ -114,8 +114,8 @@ func startSuite() (*suite, func(), error) {
 		return nil, stop, err
 	}
 
-	opts := install.DefaultOptions()
-	if err := installWebhooks(ctx, c, opts, gk.baseURL, wio.LocalServingCAData); err != nil {
+	webhookName, err := installWebhooks(ctx, c, install.DefaultOptions(), gk.baseURL, wio.LocalServingCAData)
+	if err != nil {
 		return nil, stop, fmt.Errorf("install webhook configurations: %w", err)
 	}
 
@@ -137,27 +137,22 @@ func startSuite() (*suite, func(), error) {
 		return nil, stop, err
 	}
 	return &suite{
-		cfg: cfg, c: c, scheme: scheme, gk: gk, caBundle: wio.LocalServingCAData, webhooks: opts,
+		cfg: cfg, c: c, scheme: scheme, gk: gk, caBundle: wio.LocalServingCAData, webhookName: webhookName,
 		kubeconfig: kubeconfig, kubectl: filepath.Join(controlplane.AssetsDir(), "kubectl"),
 	}, stop, nil
 }
 
 // installWebhooks creates gracekeeper's two webhook configurations as the
 // chart renders them, pointed at the local server.
-func installWebhooks(ctx context.Context, c client.Client, opts install.Options, baseURL string, ca []byte) error {
+func installWebhooks(ctx context.Context, c client.Client, opts install.Options, baseURL string, ca []byte) (string, error) {
 	mut, val, err := install.Webhooks(opts, baseURL, ca)
 	if err != nil {
-		return err
+		return "", err
 	}
 	for _, o := range []client.Object{mut, val} {
 		if err := c.Create(ctx, o); err != nil {
-			return err
+			return "", err
 		}
 	}
-	return nil
-}
-
-// failurePolicy is a helper for building webhook configurations in tests.
-func failurePolicy(p admissionregistrationv1.FailurePolicyType) *admissionregistrationv1.FailurePolicyType {
-	return &p
+	return mut.Name, nil
 }

@@ -81,7 +81,7 @@ func TestReinvocation(t *testing.T) {
 				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
 			}},
 			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{scenarioLabel: scenario}},
-			FailurePolicy:           failurePolicy(admissionregistrationv1.Fail),
+			FailurePolicy:           ptr.To(admissionregistrationv1.Fail),
 			SideEffects:             &none,
 			ReinvocationPolicy:      &never,
 			AdmissionReviewVersions: []string{"v1"},
