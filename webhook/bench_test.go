@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -165,10 +166,10 @@ func BenchmarkHandlers(b *testing.B) {
 // target >= 3), ours(1000)/ours(10) ("x-1000-vs-10", target <= 2), and the
 // validating handler's "validate-x-floor".
 //
-// The variants run in the same loop in turns of 32 calls each, so machine
-// noise hits all alike, while each one pays (mostly) for its own garbage:
-// interleaving single calls would bill controller-runtime's allocations to
-// whichever handler runs after it. (testing.Benchmark cannot be nested in a
+// The variants run in the same loop in turns of 32 calls each, in a random
+// order per round, so machine noise hits all alike, while each one pays
+// (mostly) for its own garbage: interleaving single calls would bill
+// controller-runtime's allocations to whichever handler runs after it. (testing.Benchmark cannot be nested in a
 // running benchmark, hence one loop.)
 func BenchmarkRatios(b *testing.B) {
 	for _, size := range benchSizes {
@@ -186,8 +187,18 @@ func BenchmarkRatios(b *testing.B) {
 			const turn = 32
 			total := make([]time.Duration, len(variants))
 			count := make([]int, len(variants))
+			// Each round runs every variant for one turn, in a fresh random
+			// order, so no variant always follows the same one (the one
+			// after the allocation-free floor would otherwise pay the GC
+			// work the others left behind).
+			rng := rand.New(rand.NewPCG(1, 2))
+			order := rng.Perm(len(variants))
 			for i := 0; b.Loop(); i++ {
-				v := (i / turn) % len(variants)
+				slot := (i / turn) % len(variants)
+				if slot == 0 && i%turn == 0 {
+					order = rng.Perm(len(variants))
+				}
+				v := order[slot]
 				t0 := time.Now()
 				variants[v]()
 				total[v] += time.Since(t0)
