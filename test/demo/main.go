@@ -76,6 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 		if err := os.RemoveAll(dir); err != nil {
 			fmt.Fprintln(stderr, "demo: remove", dir, err)
 			code = 1
+			return
 		}
 		fmt.Fprintf(stdout, "removed %s\n", dir)
 	}()
