@@ -4,4 +4,22 @@
 // certwatcher; and PolicyStore, which keeps the compiled policy set current
 // from an informer cache. The handlers are thin: decode, call package
 // policies, respond. Everything that decides lives in policies.
+//
+// Routes: POST /mutate-pods (pods CREATE: JSON patch), /validate-pods (pods
+// CREATE), /validate-workloads (Deployment, StatefulSet, DaemonSet,
+// ReplicaSet, ReplicationController, Job, CronJob at CREATE/UPDATE: the pod
+// template is mutated and validated as the pods will be); GET /healthz,
+// /readyz (503 until the policy set is built and while draining), /metrics.
+//
+// Answers: Deny findings refuse with code 403 and their messages; Warn
+// findings become admission warnings; Audit findings become audit
+// annotations keyed by the lower-cased reason (the API server prefixes the
+// webhook name). Bad input gets allowed:false with code 400 (the uid echoed
+// when readable), or HTTP 405/413/415; an unsynced cache or a failed
+// namespace read is an HTTP 5xx, so the webhook's failurePolicy decides.
+//
+// Metrics (on the Registerer given to NewServer):
+// gracekeeper_webhook_request_duration_seconds{route,outcome},
+// gracekeeper_webhook_mutations_total{policy},
+// gracekeeper_webhook_findings_total{policy,action,reason}.
 package webhook
