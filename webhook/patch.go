@@ -70,9 +70,19 @@ func mapOps(ops []jsonpatch.Operation, path string, before, after map[string]str
 		return append(ops, jsonpatch.Operation{Operation: "remove", Path: path})
 	}
 	// Sorted keys keep the patch deterministic (goldens, reinvocation).
-	for _, k := range slices.Sorted(maps.Keys(before)) {
+	// Removals are rare (the engine only adds): look before sorting.
+	removed := false
+	for k := range before {
 		if _, ok := after[k]; !ok {
-			ops = append(ops, jsonpatch.Operation{Operation: "remove", Path: path + "/" + escape(k)})
+			removed = true
+			break
+		}
+	}
+	if removed {
+		for _, k := range slices.Sorted(maps.Keys(before)) {
+			if _, ok := after[k]; !ok {
+				ops = append(ops, jsonpatch.Operation{Operation: "remove", Path: path + "/" + escape(k)})
+			}
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(after)) {

@@ -109,14 +109,15 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 // admission is the HTTP side of one admission route: content type, body
 // limit, then Review.
 func (s *Server) admission(route string) http.Handler {
+	lg := s.log.WithValues("route", route)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		outcome := outcomeError
 		defer func() {
 			s.m.latency.WithLabelValues(route, outcome).Observe(time.Since(start).Seconds())
 		}()
-		ctx := log.IntoContext(r.Context(), s.log.WithValues("route", route))
-		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		ctx := log.IntoContext(r.Context(), lg)
+		if !isJSON(r.Header.Get("Content-Type")) {
 			http.Error(w, fmt.Sprintf("unsupported content type %q: send application/json", r.Header.Get("Content-Type")), http.StatusUnsupportedMediaType)
 			return
 		}
@@ -252,4 +253,13 @@ type logWriter struct{ l logr.Logger }
 func (w logWriter) Write(p []byte) (int, error) {
 	w.l.Info(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// isJSON accepts application/json with or without parameters (charset).
+func isJSON(contentType string) bool {
+	if contentType == "application/json" { // what the API server sends
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == "application/json"
 }
