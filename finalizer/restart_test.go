@@ -123,8 +123,11 @@ func TestRestartMidWork(t *testing.T) {
 	}
 	ended := counter(t, reg, "gracekeeper_finalizer_pods_recorded_total", map[string]string{"cause": "Ended"})
 	never := counter(t, reg, "gracekeeper_finalizer_pods_recorded_total", map[string]string{"cause": "NeverScheduled"})
-	if ended != n/2 || never != n/2 {
-		t.Errorf("pods_recorded_total Ended=%v NeverScheduled=%v, want %d each: a pod was counted twice or not at all", ended, never, n/2)
+	// Never twice. A count can be lost only for a pod whose Event create was
+	// in flight when the first controller stopped (the API server created
+	// it, the stopped client never saw the answer): at most its 2 workers.
+	if ended > n/2 || never > n/2 || ended+never < n-2 {
+		t.Errorf("pods_recorded_total Ended=%v NeverScheduled=%v, want %d each (at most 2 lost in flight, none doubled)", ended, never, n/2)
 	}
 }
 
