@@ -30,7 +30,7 @@ func TestCRDRefusesBadPolicies(t *testing.T) {
 		spec    string
 		wantErr []string // substrings; empty means accepted
 	}{
-		"valid policy is accepted": {spec: `{preStop: {sleep: {seconds: 5}}, shutdownSeconds: 10, finalizers: [gracekeeper.dev/termination-record], cleanup: {finalizer: example.com/release-ip, url: "https://ipam.example.com/release"}, validation: {action: Warn}}`},
+		"valid policy is accepted":               {spec: `{preStop: {sleep: {seconds: 5}}, shutdownSeconds: 10, finalizers: [gracekeeper.dev/termination-record], cleanup: {finalizer: example.com/release-ip, url: "https://ipam.example.com/release"}, validation: {action: Warn}}`},
 		"cluster-local http cleanup is accepted": {spec: `{cleanup: {finalizer: example.com/release-ip, url: "http://ipam.net.svc:8080/release"}}`},
 		"two hook actions":                       {spec: `{preStop: {sleep: {seconds: 5}, exec: {command: [x], budgetSeconds: 1}}}`, wantErr: []string{"spec.preStop", "exactly one of sleep, exec or httpGet"}},
 		"no hook action":                         {spec: `{postStart: {overwrite: true}}`, wantErr: []string{"spec.postStart", "exactly one"}},
