@@ -11,7 +11,7 @@ K8S_BIN            := $(BIN)/k8s/$(K8S_VERSION)
 CONTROLLER_GEN     := $(BIN)/controller-gen-$(CONTROLLER_GEN_VER)
 IMG                ?= gracekeeper:dev
 VERSION            ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS            := -s -w -X github.com/gracekeeper/gracekeeper/main.Version=$(VERSION)
+LDFLAGS            := -s -w -X main.Version=$(VERSION)
 GO_TEST_FLAGS      ?= -count=1
 export GRACEKEEPER_TEST_ASSETS := $(K8S_BIN)
 

@@ -20,6 +20,10 @@ const (
 // certificate: certwatcher reloads on the certificate's event and, should it
 // read between the two renames, fails that load and keeps the old pair.
 func WriteFiles(dir string, b *Bundle) (bool, error) {
+	// The chart mounts an emptyDir here; run elsewhere, the dir may not exist yet.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false, err
+	}
 	changed := false
 	for _, f := range []struct {
 		name string

@@ -6,63 +6,62 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/gracekeeper/gracekeeper/policies"
-	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
+	"github.com/gracekeeper/gracekeeper/app"
+	"github.com/gracekeeper/gracekeeper/certs"
 	"github.com/gracekeeper/gracekeeper/webhook"
 )
 
-// serveOptions are the flags of `gracekeeper serve`.
+// serveOptions are the flags of `gracekeeper serve`: app.Options plus what
+// only the command needs.
 type serveOptions struct {
-	kubeconfig         string
-	addr               string
-	certDir            string
-	tlsMinVersion      string
-	maxBodyBytes       int64
-	drainDelay         time.Duration
-	leaderElect        bool
-	namespace          string
-	excludedNamespaces []string
-	verbosity          int
+	app.Options
+	kubeconfig string
+	verbosity  int
 }
 
 // parseServeFlags returns the options, or an exit code (0 for -h, 2 for bad
-// flags) when serve must not run.
+// flags) when serve must not run. The chart's Deployment passes these flags.
 func parseServeFlags(args []string, stderr io.Writer) (serveOptions, int, bool) {
 	fs := flag.NewFlagSet("gracekeeper serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var o serveOptions
-	var excluded string
+	var (
+		o        serveOptions
+		excluded string
+		certMode string
+	)
+	w := &o.Webhook
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, in-cluster, then ~/.kube/config)")
-	fs.StringVar(&o.addr, "addr", ":9443", "HTTPS listen address: admission webhooks, /healthz, /readyz and /metrics on one server")
-	fs.StringVar(&o.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with tls.crt and tls.key; reloaded when they change")
-	fs.StringVar(&o.tlsMinVersion, "tls-min-version", "1.2", "minimum TLS version: 1.2 or 1.3")
-	fs.Int64Var(&o.maxBodyBytes, "max-body-bytes", 3<<20, "largest admission request body accepted (kube-apiserver sends at most about 3 MiB)")
-	fs.DurationVar(&o.drainDelay, "drain-delay", 5*time.Second, "on shutdown, keep serving this long after /readyz starts failing")
-	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader (Lease gracekeeper-leader in --namespace) for status writes and the finalizer controller")
-	fs.StringVar(&o.namespace, "namespace", "", "gracekeeper's own namespace: never mutated or validated; holds the leader Lease (required)")
+	fs.StringVar(&w.Addr, "addr", ":9443", "HTTPS listen address: admission webhooks, /healthz, /readyz and /metrics on one server")
+	fs.StringVar(&w.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with tls.crt and tls.key; reloaded when they change")
+	fs.StringVar(&w.TLSMinVersion, "tls-min-version", "1.2", "minimum TLS version: 1.2 or 1.3")
+	fs.Int64Var(&w.MaxBodyBytes, "max-body-bytes", 3<<20, "largest admission request body accepted (kube-apiserver sends at most about 3 MiB)")
+	fs.DurationVar(&w.DrainDelay, "drain-delay", 5*time.Second, "on shutdown, keep serving this long after /readyz starts failing")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", "0", "plain-HTTP /metrics listen address for Prometheus (e.g. :8080); 0 disables it")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "elect a leader (Lease gracekeeper-leader in --namespace) for status writes, the finalizer controller and certificate renewal")
+	fs.StringVar(&o.Namespace, "namespace", "", "gracekeeper's own namespace: never mutated or validated; holds the leader Lease (required)")
 	fs.StringVar(&excluded, "excluded-namespaces", "kube-system,kube-node-lease", "comma-separated namespaces never mutated or validated, besides --namespace")
+	fs.StringVar(&certMode, "cert-mode", string(app.CertModeFiles), "who writes --cert-dir: files (mounted or given), certManager (its Secret is mounted), self (gracekeeper issues and renews them)")
+	fs.StringVar(&o.Certs.SecretName, "cert-secret", "", "self mode: the Secret that keeps the CA and serving certificate")
+	fs.StringVar(&o.Certs.ServiceName, "service", "", "self mode: the Service the API server calls (the certificate's DNS names)")
+	fs.StringVar(&o.Certs.MutatingWebhookConfiguration, "mutating-webhook-config", "", "self mode: MutatingWebhookConfiguration to write the caBundle into")
+	fs.StringVar(&o.Certs.ValidatingWebhookConfiguration, "validating-webhook-config", "", "self mode: ValidatingWebhookConfiguration to write the caBundle into")
+	fs.DurationVar(&o.Certs.CALifetime, "ca-lifetime", certs.DefaultCALifetime, "self mode: lifetime of the CA")
+	fs.DurationVar(&o.Certs.CertLifetime, "cert-lifetime", certs.DefaultCertLifetime, "self mode: lifetime of the serving certificate (renewed at two thirds)")
 	fs.IntVar(&o.verbosity, "v", 0, "log verbosity (1: one line per admission request)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: gracekeeper serve --namespace NS [flags]")
-		fmt.Fprintln(stderr, "Runs the admission webhook server (mutate and validate pods, validate workloads), health and metrics endpoints,")
-		fmt.Fprintln(stderr, "and the policy cache. Exit code: 0 after a clean shutdown, 1 on a runtime error, 2 on bad flags.")
+		fmt.Fprintln(stderr, "Runs the admission webhook server (mutate and validate pods, validate workloads), the finalizer controller,")
+		fmt.Fprintln(stderr, "health and metrics endpoints, and the policy cache. Exit code: 0 after a clean shutdown, 1 on a runtime error, 2 on bad flags.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -75,24 +74,38 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, int, bool) 
 		fmt.Fprintf(stderr, "gracekeeper serve: unexpected argument %q\n", fs.Arg(0))
 		return o, 2, false
 	}
-	if o.namespace == "" {
+	if o.Namespace == "" {
 		fmt.Fprintln(stderr, "gracekeeper serve: --namespace is required (the chart passes the release namespace)")
 		return o, 2, false
 	}
-	if _, err := webhook.ParseTLSVersion(o.tlsMinVersion); err != nil {
+	if _, err := webhook.ParseTLSVersion(w.TLSMinVersion); err != nil {
 		fmt.Fprintf(stderr, "gracekeeper serve: --tls-min-version: %v\n", err)
 		return o, 2, false
 	}
-	if o.maxBodyBytes <= 0 {
+	if w.MaxBodyBytes <= 0 {
 		fmt.Fprintln(stderr, "gracekeeper serve: --max-body-bytes must be positive")
 		return o, 2, false
 	}
-	o.excludedNamespaces = []string{o.namespace}
+	o.CertMode = app.CertMode(certMode)
+	switch o.CertMode {
+	case app.CertModeFiles, app.CertModeCertManager:
+	case app.CertModeSelf:
+		if o.Certs.SecretName == "" || o.Certs.ServiceName == "" || o.Certs.MutatingWebhookConfiguration == "" || o.Certs.ValidatingWebhookConfiguration == "" {
+			fmt.Fprintln(stderr, "gracekeeper serve: --cert-mode=self needs --cert-secret, --service, --mutating-webhook-config and --validating-webhook-config")
+			return o, 2, false
+		}
+	default:
+		fmt.Fprintf(stderr, "gracekeeper serve: --cert-mode %q: must be files, certManager or self\n", certMode)
+		return o, 2, false
+	}
+	o.ExcludedNamespaces = []string{o.Namespace}
 	for _, n := range strings.Split(excluded, ",") {
-		if n = strings.TrimSpace(n); n != "" && n != o.namespace {
-			o.excludedNamespaces = append(o.excludedNamespaces, n)
+		if n = strings.TrimSpace(n); n != "" && n != o.Namespace {
+			o.ExcludedNamespaces = append(o.ExcludedNamespaces, n)
 		}
 	}
+	// Events name the replica that wrote them; the chart sets POD_NAME.
+	o.Finalizer.ReportingInstance = os.Getenv("POD_NAME")
 	return o, 0, true
 }
 
@@ -119,85 +132,9 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		fmt.Fprintf(stderr, "gracekeeper serve: %v\n", err)
 		return 2
 	}
-	if err := serve(ctx, cfg, o, lg, serveExtras{}); err != nil {
+	if err := app.Run(ctx, cfg, o.Options, lg); err != nil {
 		lg.Error(err, "gracekeeper serve stopped")
 		return 1
 	}
 	return 0
 }
-
-// serveExtras are the parts wired into the manager besides the webhook.
-// WIRING SPOT (lead): the finalizer controller
-// (finalizer.Setup(mgr, finalizer.Options{Registerer: reg}) and its
-// finalizer.CacheOptions() merged into the cache options) and self-managed
-// certificates (certs.Manager.AddToManager) are added here.
-type serveExtras struct {
-	// Setup runs after the policy store and server are added, before the
-	// manager starts; it may add runnables and controllers.
-	Setup func(mgr manager.Manager, reg *prometheus.Registry) error
-	// Cache adjusts the manager's cache options (e.g. the finalizer's pod
-	// label selector and transform).
-	Cache func(*cache.Options)
-}
-
-// serve builds the manager, the policy store and the server and runs them
-// until ctx ends.
-func serve(ctx context.Context, cfg *rest.Config, o serveOptions, lg logr.Logger, extras serveExtras) error {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		return err
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	cacheOpts := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
-	if extras.Cache != nil {
-		extras.Cache(&cacheOpts)
-	}
-	wcfg := webhook.Config{
-		Addr: o.addr, CertDir: o.certDir, TLSMinVersion: o.tlsMinVersion,
-		MaxBodyBytes: o.maxBodyBytes, DrainDelay: o.drainDelay,
-	}
-	mgr, err := manager.New(cfg, manager.Options{
-		Scheme: scheme,
-		Logger: lg,
-		Cache:  cacheOpts,
-		// We serve /metrics, /healthz and /readyz on the webhook server.
-		Metrics:                       metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress:        "0",
-		LeaderElection:                o.leaderElect,
-		LeaderElectionID:              "gracekeeper-leader",
-		LeaderElectionNamespace:       o.namespace,
-		LeaderElectionReleaseOnCancel: true,
-		// Long enough for the server's drain and shutdown.
-		GracefulShutdownTimeout: durationPtr(o.drainDelay + 15*time.Second),
-	})
-	if err != nil {
-		return fmt.Errorf("creating the manager: %w", err)
-	}
-	store := webhook.NewPolicyStore(webhook.StoreConfig{
-		Engine:      policies.Config{ExcludedNamespaces: o.excludedNamespaces},
-		WriteStatus: true,
-	}, lg.WithName("policies"))
-	if err := store.SetupWithManager(mgr); err != nil {
-		return err
-	}
-	srv, err := webhook.NewServer(wcfg, store, reg, lg.WithName("webhook"))
-	if err != nil {
-		return err
-	}
-	if err := mgr.Add(srv); err != nil {
-		return err
-	}
-	if extras.Setup != nil {
-		if err := extras.Setup(mgr, reg); err != nil {
-			return err
-		}
-	}
-	return mgr.Start(ctx)
-}
-
-func durationPtr(d time.Duration) *time.Duration { return &d }

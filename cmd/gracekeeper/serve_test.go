@@ -29,6 +29,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/gracekeeper/gracekeeper/app"
+	"github.com/gracekeeper/gracekeeper/certs"
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 	"github.com/gracekeeper/gracekeeper/test/controlplane"
 )
@@ -46,15 +48,27 @@ func TestServeFlags(t *testing.T) {
 		"bad TLS version":    {args: []string{"--namespace", "gk", "--tls-min-version", "1.1"}, wantCode: 2, wantErr: "unsupported TLS minimum version"},
 		"stray argument":     {args: []string{"--namespace", "gk", "extra"}, wantCode: 2, wantErr: `unexpected argument "extra"`},
 		"unknown flag":       {args: []string{"--nope"}, wantCode: 2, wantErr: "flag provided but not defined"},
-		"non-positive body":  {args: []string{"--namespace", "gk", "--max-body-bytes", "0"}, wantCode: 2, wantErr: "--max-body-bytes"},
+		"unknown cert mode":  {args: []string{"--namespace", "gk", "--cert-mode", "vault"}, wantCode: 2, wantErr: `--cert-mode "vault"`},
+		"self needs names":   {args: []string{"--namespace", "gk", "--cert-mode", "self", "--cert-secret", "s"}, wantCode: 2, wantErr: "--cert-mode=self needs"},
+		"self mode": {args: []string{"--namespace", "gk", "--cert-mode=self", "--cert-secret=s", "--service=svc", "--mutating-webhook-config=w", "--validating-webhook-config=w", "--cert-lifetime=48h"}, wantOK: true, check: func(t *testing.T, o serveOptions) {
+			if o.CertMode != app.CertModeSelf || o.Certs.SecretName != "s" || o.Certs.ServiceName != "svc" || o.Certs.CertLifetime != 48*time.Hour || o.Certs.CALifetime != certs.DefaultCALifetime {
+				t.Errorf("self mode: %+v", o)
+			}
+		}},
+		"chart flags": {args: []string{"--namespace=gk", "--addr=:9443", "--metrics-bind-address=:8080", "--leader-elect=true", "--drain-delay=10s", "--v=1", "--cert-mode=certManager"}, wantOK: true, check: func(t *testing.T, o serveOptions) {
+			if o.MetricsAddr != ":8080" || !o.LeaderElect || o.Webhook.DrainDelay != 10*time.Second || o.verbosity != 1 || o.CertMode != app.CertModeCertManager {
+				t.Errorf("chart flags: %+v", o)
+			}
+		}},
+		"non-positive body": {args: []string{"--namespace", "gk", "--max-body-bytes", "0"}, wantCode: 2, wantErr: "--max-body-bytes"},
 		"own namespace first": {args: []string{"--namespace", "gk", "--excluded-namespaces", "kube-system, gk ,,other"}, wantOK: true, check: func(t *testing.T, o serveOptions) {
-			if got := strings.Join(o.excludedNamespaces, ","); got != "gk,kube-system,other" {
+			if got := strings.Join(o.ExcludedNamespaces, ","); got != "gk,kube-system,other" {
 				t.Errorf("excluded %q", got)
 			}
 		}},
 		"defaults": {args: []string{"--namespace", "gk"}, wantOK: true, check: func(t *testing.T, o serveOptions) {
-			if o.addr != ":9443" || o.tlsMinVersion != "1.2" || o.maxBodyBytes != 3<<20 || o.leaderElect ||
-				strings.Join(o.excludedNamespaces, ",") != "gk,kube-system,kube-node-lease" {
+			if o.Webhook.Addr != ":9443" || o.Webhook.TLSMinVersion != "1.2" || o.Webhook.MaxBodyBytes != 3<<20 || o.LeaderElect || o.CertMode != app.CertModeFiles ||
+				strings.Join(o.ExcludedNamespaces, ",") != "gk,kube-system,kube-node-lease" {
 				t.Errorf("defaults: %+v", o)
 			}
 		}},
@@ -110,7 +124,7 @@ func TestServeAgainstControlPlane(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, o, logr.Discard(), serveExtras{}) }()
+	go func() { done <- app.Run(ctx, cfg, o.Options, logr.Discard()) }()
 	stopped := false
 	t.Cleanup(func() {
 		if !stopped {

@@ -12,72 +12,42 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/gracekeeper/gracekeeper/finalizer"
-	"github.com/gracekeeper/gracekeeper/policies"
+	"github.com/gracekeeper/gracekeeper/app"
 	"github.com/gracekeeper/gracekeeper/webhook"
 )
 
-// gracekeeper is the real webhook server and its manager (the informer
-// cache behind webhook.PolicyStore, and the finalizer controller), run
-// in-process the way `serve` wires them, against the test control plane.
+// gracekeeper is the real process of `gracekeeper serve` (app.Run: the
+// manager with the policy cache, the admission server and the finalizer
+// controller), run in-process against the test control plane.
 type gracekeeper struct {
 	baseURL string
 	http    *http.Client // trusts the serving CA
-	done    chan error   // one result per started runnable
-	started int
+	done    chan error
 }
 
-func startGracekeeper(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, certDir, host string, port int, namespace string) (*gracekeeper, error) {
+func startGracekeeper(ctx context.Context, cfg *rest.Config, certDir, host string, port int, namespace string) *gracekeeper {
 	addr := net.JoinHostPort(host, strconv.Itoa(port))
-	g := &gracekeeper{baseURL: "https://" + addr, done: make(chan error, 2)}
-	lg := logr.Discard()
-	mgr, err := manager.New(cfg, manager.Options{
-		Scheme:  scheme,
-		Logger:  lg,
-		Cache:   finalizer.CacheOptions(),                // pods: only those carrying our label
-		Metrics: metricsserver.Options{BindAddress: "0"}, // our metrics are on the webhook server
-	})
-	if err != nil {
-		return g, err
+	g := &gracekeeper{baseURL: "https://" + addr, done: make(chan error, 1)}
+	o := app.Options{
+		// No drain: the suite stops it only at the end, or to prove failurePolicy.
+		Webhook:            webhook.Config{Addr: addr, CertDir: certDir, DrainDelay: -1},
+		Namespace:          namespace,
+		ExcludedNamespaces: []string{"kube-system", "kube-node-lease"},
+		CertMode:           app.CertModeFiles, // envtest writes the serving pair
 	}
-	store := webhook.NewPolicyStore(webhook.StoreConfig{
-		Engine:      policies.Config{ExcludedNamespaces: []string{namespace, "kube-system", "kube-node-lease"}},
-		WriteStatus: true,
-	}, lg)
-	if err := store.SetupWithManager(mgr); err != nil {
-		return g, err
-	}
-	reg := prometheus.NewRegistry()
-	if err := finalizer.Setup(mgr, finalizer.Options{Registerer: reg}); err != nil {
-		return g, err
-	}
-	srv, err := webhook.NewServer(webhook.Config{Addr: addr, CertDir: certDir, DrainDelay: -1}, store, reg, lg)
-	if err != nil {
-		return g, err
-	}
-	for _, r := range []func(context.Context) error{mgr.Start, srv.Start} {
-		g.started++
-		go func() { g.done <- r(ctx) }()
-	}
-	return g, nil
+	go func() { g.done <- app.Run(ctx, cfg, o, logr.Discard()) }()
+	return g
 }
 
-// wait blocks until the manager and server have returned (after their
-// context is cancelled).
+// wait blocks until Run has returned (after its context is cancelled).
 func (g *gracekeeper) wait() {
-	for ; g.started > 0; g.started-- {
-		if err := <-g.done; err != nil {
-			fmt.Println("gracekeeper stopped:", err)
-		}
+	if err := <-g.done; err != nil {
+		fmt.Println("gracekeeper stopped:", err)
 	}
 }
 
@@ -91,6 +61,12 @@ func (g *gracekeeper) waitReady(ctx context.Context, ca []byte) error {
 	g.http = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		select {
+		case err := <-g.done:
+			g.done <- err // for wait
+			return false, fmt.Errorf("gracekeeper exited before ready: %v", err)
+		default:
+		}
 		resp, err := g.http.Get(g.baseURL + "/readyz")
 		if err != nil {
 			last = err
@@ -101,7 +77,7 @@ func (g *gracekeeper) waitReady(ctx context.Context, ca []byte) error {
 		return resp.StatusCode == http.StatusOK, nil
 	})
 	if err != nil {
-		return fmt.Errorf("gracekeeper not ready at %s: %v", g.baseURL, last)
+		return fmt.Errorf("gracekeeper not ready at %s: %v (%v)", g.baseURL, err, last)
 	}
 	return nil
 }

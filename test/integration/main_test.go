@@ -105,11 +105,8 @@ func startSuite() (*suite, func(), error) {
 
 	wio := cp.WebhookInstallOptions
 	runCtx, stopGK := context.WithCancel(context.Background())
-	gk, err := startGracekeeper(runCtx, cfg, scheme, wio.LocalServingCertDir, wio.LocalServingHost, wio.LocalServingPort, ownNamespace)
+	gk := startGracekeeper(runCtx, cfg, wio.LocalServingCertDir, wio.LocalServingHost, wio.LocalServingPort, ownNamespace)
 	stops = append(stops, func() { stopGK(); gk.wait() })
-	if err != nil {
-		return nil, stop, fmt.Errorf("start gracekeeper: %w", err)
-	}
 	if err := gk.waitReady(ctx, wio.LocalServingCAData); err != nil {
 		return nil, stop, err
 	}

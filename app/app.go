@@ -1,0 +1,204 @@
+// Package app wires gracekeeper's packages into the running process of
+// `gracekeeper serve`: one controller-runtime manager holding the policy
+// cache (webhook.PolicyStore), the admission server (webhook.Server), the
+// finalizer controller (finalizer) and, in self-managed mode, the
+// certificate rotator (certs). cmd/gracekeeper parses flags into Options;
+// the integration suite runs the same Run in-process.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/gracekeeper/gracekeeper/certs"
+	"github.com/gracekeeper/gracekeeper/finalizer"
+	"github.com/gracekeeper/gracekeeper/policies"
+	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
+	"github.com/gracekeeper/gracekeeper/webhook"
+)
+
+// CertMode says who writes the serving certificate files into CertDir.
+type CertMode string
+
+const (
+	// CertModeFiles: someone else writes them (a mounted Secret, a test).
+	CertModeFiles CertMode = "files"
+	// CertModeCertManager: cert-manager's Secret is mounted; same as files,
+	// named for the chart's value.
+	CertModeCertManager CertMode = "certManager"
+	// CertModeSelf: gracekeeper issues and rotates them itself (package certs).
+	CertModeSelf CertMode = "self"
+)
+
+// Options configure Run. Namespace is required; the rest have defaults.
+type Options struct {
+	// Webhook configures the HTTPS admission server.
+	Webhook webhook.Config
+	// MetricsAddr serves /metrics as plain HTTP (for Prometheus) besides the
+	// HTTPS server's /metrics; "" or "0" disables it.
+	MetricsAddr string
+	// Namespace is gracekeeper's own: never mutated or validated, holds the
+	// leader Lease and, in self mode, the certificate Secret.
+	Namespace string
+	// ExcludedNamespaces are never mutated or validated (Namespace is added).
+	ExcludedNamespaces []string
+	// LeaderElect elects one replica for status writes, the finalizer
+	// controller and certificate renewal.
+	LeaderElect bool
+	// CertMode picks who writes the certificate files (default files).
+	CertMode CertMode
+	// Certs configures self mode (Namespace and CertDir are filled in).
+	Certs certs.Options
+	// Finalizer configures the finalizer controller (Registerer is filled in).
+	Finalizer finalizer.Options
+}
+
+// Validate says what is wrong with o, naming the option.
+func (o Options) Validate() error {
+	var errs []error
+	if o.Namespace == "" {
+		errs = append(errs, errors.New("namespace is required"))
+	}
+	switch o.CertMode {
+	case "", CertModeFiles, CertModeCertManager:
+	case CertModeSelf:
+		if o.Certs.SecretName == "" || o.Certs.ServiceName == "" {
+			errs = append(errs, errors.New("cert mode self needs the Secret and Service names"))
+		}
+		if o.Certs.MutatingWebhookConfiguration == "" && o.Certs.ValidatingWebhookConfiguration == "" {
+			errs = append(errs, errors.New("cert mode self needs the webhook configuration names to inject the caBundle into"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("cert mode %q: must be self, certManager or files", o.CertMode))
+	}
+	if _, err := webhook.ParseTLSVersion(o.Webhook.TLSMinVersion); o.Webhook.TLSMinVersion != "" && err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Run runs gracekeeper until ctx ends, then shuts down in order: /readyz
+// fails, the server drains, the manager stops and releases the lease.
+func Run(ctx context.Context, cfg *rest.Config, o Options, lg logr.Logger) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	// controller-runtime keeps the workqueue and reconcile metrics of the
+	// finalizer controller, and the Go and process collectors, in its own
+	// registry (pkg/metrics/registry.go); export both.
+	gatherer := prometheus.Gatherers{reg, ctrlmetrics.Registry}
+
+	drain := o.Webhook.DrainDelay
+	if drain < 0 {
+		drain = 0
+	}
+	mgr, err := manager.New(cfg, manager.Options{
+		Scheme: scheme,
+		Logger: lg,
+		Cache:  cacheOptions(),
+		// /metrics, /healthz and /readyz are ours (webhook.Server and the
+		// metrics listener below), not controller-runtime's.
+		Metrics:                       metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:        "0",
+		LeaderElection:                o.LeaderElect,
+		LeaderElectionID:              "gracekeeper-leader",
+		LeaderElectionNamespace:       o.Namespace,
+		LeaderElectionReleaseOnCancel: true,
+		// Long enough for the server's drain and shutdown.
+		GracefulShutdownTimeout: ptr(drain + 15*time.Second),
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+
+	excluded := append([]string{o.Namespace}, o.ExcludedNamespaces...)
+	store := webhook.NewPolicyStore(webhook.StoreConfig{
+		Engine:      policies.Config{ExcludedNamespaces: excluded},
+		WriteStatus: true,
+	}, lg.WithName("policies"))
+	if err := store.SetupWithManager(mgr); err != nil {
+		return err
+	}
+	srv, err := webhook.NewServer(o.Webhook, store, serverRegistry{reg, gatherer}, lg.WithName("webhook"))
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(srv); err != nil {
+		return err
+	}
+	if o.MetricsAddr != "" && o.MetricsAddr != "0" {
+		if err := mgr.Add(webhook.NewMetricsServer(o.MetricsAddr, gatherer, lg.WithName("metrics"))); err != nil {
+			return err
+		}
+	}
+	fo := o.Finalizer
+	fo.Registerer = reg
+	if err := finalizer.Setup(mgr, fo); err != nil {
+		return err
+	}
+
+	if o.CertMode == CertModeSelf {
+		co := o.Certs
+		co.Namespace, co.CertDir = o.Namespace, o.Webhook.CertDir
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return err
+		}
+		cm, err := certs.New(cs, co)
+		if err != nil {
+			return err
+		}
+		// The server needs the files before it starts; any replica may do
+		// the first issue, renewals are the leader's (certs.Manager).
+		if err := cm.Bootstrap(ctx); err != nil {
+			return fmt.Errorf("self-managed certificates: %w", err)
+		}
+		if err := cm.AddToManager(mgr); err != nil {
+			return err
+		}
+	}
+	lg.Info("starting gracekeeper", "namespace", o.Namespace, "leaderElect", o.LeaderElect, "certMode", string(o.CertMode))
+	return mgr.Start(ctx)
+}
+
+// cacheOptions: managed fields are dropped from everything cached; pods are
+// cached only with the finalize label, stripped (finalizer.CacheOptions), so
+// memory grows with the pods we hold a finalizer on, not with the cluster.
+func cacheOptions() cache.Options {
+	o := finalizer.CacheOptions()
+	o.DefaultTransform = cache.TransformStripManagedFields()
+	return o
+}
+
+// serverRegistry registers on our registry and gathers from both ours and
+// controller-runtime's, for the HTTPS server's /metrics.
+type serverRegistry struct {
+	prometheus.Registerer
+	g prometheus.Gatherer
+}
+
+func (r serverRegistry) Gather() ([]*dto.MetricFamily, error) { return r.g.Gather() }
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,238 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/testr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/gracekeeper/gracekeeper/certs"
+	"github.com/gracekeeper/gracekeeper/test/controlplane"
+	"github.com/gracekeeper/gracekeeper/webhook"
+)
+
+func TestValidate(t *testing.T) {
+	tests := map[string]struct {
+		o       Options
+		wantErr string
+	}{
+		"minimal":           {o: Options{Namespace: "gk"}},
+		"no namespace":      {o: Options{}, wantErr: "namespace is required"},
+		"unknown cert mode": {o: Options{Namespace: "gk", CertMode: "vault"}, wantErr: `cert mode "vault"`},
+		"self without names": {o: Options{Namespace: "gk", CertMode: CertModeSelf},
+			wantErr: "needs the Secret and Service names"},
+		"self without webhook configs": {o: Options{Namespace: "gk", CertMode: CertModeSelf, Certs: certs.Options{SecretName: "s", ServiceName: "svc"}},
+			wantErr: "webhook configuration names"},
+		"bad TLS": {o: Options{Namespace: "gk", Webhook: webhook.Config{TLSMinVersion: "1.0"}}, wantErr: "TLS"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			err := tc.o.Validate()
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want it to contain %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestRunSelfManaged runs gracekeeper as the chart's default install does
+// (self-managed certificates, leader election, plain-HTTP metrics) against a
+// real kube-apiserver: it fills the empty Secret, injects the CA into both
+// webhook configurations, serves TLS the API server can verify for the
+// Service name, takes the Lease, exports its own and controller-runtime's
+// metrics, and releases the Lease on shutdown.
+func TestRunSelfManaged(t *testing.T) {
+	if err := controlplane.CheckAssets(); err != nil {
+		t.Fatalf("needs the control-plane binaries (make test builds them): %v", err)
+	}
+	env := controlplane.New()
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stopping the control plane: %v", err)
+		}
+	})
+	ctrllog.SetLogger(logr.Discard())
+	ctx := context.Background()
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	const ns = "gk-system"
+	mustCreate(t, func() error {
+		_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+		return err
+	})
+	// The chart creates the Secret empty; self mode only fills it.
+	mustCreate(t, func() error {
+		_, err := cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "gk-tls"}}, metav1.CreateOptions{})
+		return err
+	})
+	none := admissionregistrationv1.SideEffectClassNone
+	ignore := admissionregistrationv1.Ignore
+	svc := &admissionregistrationv1.ServiceReference{Namespace: ns, Name: "gk", Path: ptr("/mutate-pods")}
+	// Selects no namespace: only the caBundle matters here.
+	nothing := &metav1.LabelSelector{MatchLabels: map[string]string{"app-test": "nothing"}}
+	mustCreate(t, func() error {
+		_, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{
+			ObjectMeta: metav1.ObjectMeta{Name: "gk"},
+			Webhooks: []admissionregistrationv1.MutatingWebhook{{Name: "mutate.gracekeeper.dev", ClientConfig: admissionregistrationv1.WebhookClientConfig{Service: svc},
+				SideEffects: &none, FailurePolicy: &ignore, AdmissionReviewVersions: []string{"v1"}, NamespaceSelector: nothing}},
+		}, metav1.CreateOptions{})
+		return err
+	})
+	mustCreate(t, func() error {
+		_, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{
+			ObjectMeta: metav1.ObjectMeta{Name: "gk"},
+			Webhooks: []admissionregistrationv1.ValidatingWebhook{{Name: "validate.gracekeeper.dev", ClientConfig: admissionregistrationv1.WebhookClientConfig{Service: svc},
+				SideEffects: &none, FailurePolicy: &ignore, AdmissionReviewVersions: []string{"v1"}, NamespaceSelector: nothing}},
+		}, metav1.CreateOptions{})
+		return err
+	})
+
+	addr, metricsAddr := freeAddr(t), freeAddr(t)
+	o := Options{
+		Webhook:     webhook.Config{Addr: addr, CertDir: filepath.Join(t.TempDir(), "certs"), DrainDelay: 100 * time.Millisecond},
+		MetricsAddr: metricsAddr,
+		Namespace:   ns,
+		LeaderElect: true,
+		CertMode:    CertModeSelf,
+		Certs: certs.Options{SecretName: "gk-tls", ServiceName: "gk",
+			MutatingWebhookConfiguration: "gk", ValidatingWebhookConfiguration: "gk"},
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- Run(runCtx, cfg, o, testr.New(t)) }()
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			cancel()
+			<-done
+		}
+	})
+
+	var caBundle []byte
+	eventually(t, "the CA injected into the MutatingWebhookConfiguration", func() bool {
+		m, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "gk", metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		caBundle = m.Webhooks[0].ClientConfig.CABundle
+		return len(caBundle) > 0
+	})
+	v, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, "gk", metav1.GetOptions{})
+	if err != nil || string(v.Webhooks[0].ClientConfig.CABundle) != string(caBundle) {
+		t.Fatalf("validating configuration caBundle differs from the mutating one (err %v)", err)
+	}
+	sec, err := cs.CoreV1().Secrets(ns).Get(ctx, "gk-tls", metav1.GetOptions{})
+	if err != nil || len(sec.Data[certs.KeyTLSCert]) == 0 {
+		t.Fatalf("the Secret was not filled (err %v)", err)
+	}
+
+	// Verify as the API server does: the injected bundle, the Service's DNS name.
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caBundle) {
+		t.Fatal("caBundle holds no certificate")
+	}
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: pool, ServerName: "gk." + ns + ".svc", MinVersion: tls.VersionTLS12}}}
+	eventually(t, "/readyz over TLS verified for gk."+ns+".svc", func() bool {
+		select {
+		case err := <-done:
+			stopped = true
+			t.Fatalf("Run returned early: %v", err)
+		default:
+		}
+		resp, err := hc.Get("https://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+
+	eventually(t, "the leader Lease held", func() bool {
+		l, err := cs.CoordinationV1().Leases(ns).Get(ctx, "gracekeeper-leader", metav1.GetOptions{})
+		return err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != ""
+	})
+
+	eventually(t, "plain-HTTP /metrics with the webhook's and the finalizer controller's metrics", func() bool {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		s := string(b)
+		return resp.StatusCode == http.StatusOK && strings.Contains(s, "gracekeeper_") &&
+			strings.Contains(s, `controller_runtime_reconcile_total{controller="gracekeeper-finalizer"`) && strings.Contains(s, "go_goroutines")
+	})
+
+	cancel()
+	stopped = true
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run returned %v after cancel", err)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("Run did not stop within 40s")
+	}
+	// LeaderElectionReleaseOnCancel: the next replica need not wait out the lease.
+	var l *coordinationv1.Lease
+	if l, err = cs.CoordinationV1().Leases(ns).Get(ctx, "gracekeeper-leader", metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" {
+		t.Errorf("lease still held by %q after shutdown", *l.Spec.HolderIdentity)
+	}
+}
+
+func mustCreate(t *testing.T, f func() error) {
+	t.Helper()
+	if err := f(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 30s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
