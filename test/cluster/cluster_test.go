@@ -25,8 +25,9 @@ import (
 )
 
 // holdFinalizer keeps a deleted pod readable until the test has looked at
-// how its containers ended.
-const holdFinalizer = "gracekeeper.dev/test-hold"
+// how its containers ended. Not in gracekeeper.dev/: the e2e suite checks
+// that uninstall leaves none of gracekeeper's finalizers behind.
+const holdFinalizer = "e2e.test/hold"
 
 // TestNode brings up the real node (or reuses `make cluster-up`'s) and checks
 // what the kubelet really does at shutdown, which the budget model in
@@ -132,6 +133,7 @@ func TestNode(t *testing.T) {
 			if _, err := n.cs.CoreV1().Pods(n.ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
+			t.Cleanup(func() { n.release(pod.Name) })
 			st := n.waitTerminated(ctx, t, pod.Name, "main")
 			if st.Reason != "OOMKilled" || st.ExitCode != 137 {
 				t.Errorf("container ended with reason %q exit %d; want OOMKilled exit 137", st.Reason, st.ExitCode)

@@ -15,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/rand"
@@ -181,7 +182,13 @@ type logLine struct {
 
 func (s *suite) followLogs(ctx context.Context, t *testing.T, pod string) <-chan logLine {
 	t.Helper()
-	rc, err := s.cs.CoreV1().Pods(s.ns).GetLogs(pod, &corev1.PodLogOptions{Follow: true}).Stream(ctx)
+	return s.followContainer(ctx, t, pod, "")
+}
+
+// followContainer follows one container's log ("" for a pod's only one).
+func (s *suite) followContainer(ctx context.Context, t *testing.T, pod, container string) <-chan logLine {
+	t.Helper()
+	rc, err := s.cs.CoreV1().Pods(s.ns).GetLogs(pod, &corev1.PodLogOptions{Follow: true, Container: container}).Stream(ctx)
 	if err != nil {
 		t.Fatalf("follow logs of %s: %v", pod, err)
 	}
@@ -225,6 +232,41 @@ func (s *suite) waitGone(t *testing.T, name string, timeout time.Duration) {
 		p, _ := s.cs.CoreV1().Pods(s.ns).Get(context.Background(), name, metav1.GetOptions{})
 		t.Fatalf("pod %s still exists after %s (finalizers %v): stuck in Terminating", name, timeout, p.Finalizers)
 	}
+}
+
+// stamp prints a step and the node's /proc/uptime (not namespaced: every
+// container on a node reads the same clock, to the hundredth of a second).
+const stamp = `stamp() { echo "$1 $(cut -d' ' -f1 /proc/uptime)"; }; `
+
+// uptimeOf reads the uptime a stamp line carries.
+func uptimeOf(t *testing.T, l logLine) float64 {
+	t.Helper()
+	f := strings.Fields(l.text)
+	if len(f) < 2 {
+		t.Fatalf("bad stamp line %q", l.text)
+	}
+	v, err := strconv.ParseFloat(f[1], 64)
+	if err != nil {
+		t.Fatalf("bad stamp line %q: %v", l.text, err)
+	}
+	return v
+}
+
+// waitEvent waits for the termination record Event of pod and returns it.
+func (s *suite) waitEvent(t *testing.T, p *corev1.Pod) *corev1.Event {
+	t.Helper()
+	name := finalizer.TerminationEventName(p)
+	var ev *corev1.Event
+	err := wait.PollUntilContextTimeout(context.Background(), time.Second, time.Minute, true, func(ctx context.Context) (bool, error) {
+		e, err := s.cs.CoreV1().Events(s.ns).Get(ctx, name, metav1.GetOptions{})
+		ev = e
+		return err == nil, nil
+	})
+	if err != nil {
+		t.Fatalf("no termination record Event %s/%s", s.ns, name)
+	}
+	t.Logf("termination record: %s %s: %s", ev.Type, ev.Reason, ev.Message)
+	return ev
 }
 
 // The container logs its epoch second at start and when SIGTERM arrives.
@@ -330,6 +372,119 @@ func TestE2E(t *testing.T) {
 		t.Logf("termination record: %s %s: %s", ev.Type, ev.Reason, ev.Message)
 		if ev.Reason != "ShutdownOverrun" || ev.Type != corev1.EventTypeWarning || !strings.Contains(ev.Message, "exit 137") {
 			t.Errorf("termination record %s %q: %q; want Warning ShutdownOverrun naming exit 137", ev.Type, ev.Reason, ev.Message)
+		}
+		s.waitGone(t, p.Name, time.Minute)
+	})
+
+	t.Run("an injected exec preStop runs to its end before SIGTERM", func(t *testing.T) {
+		const budget = 3
+		// The hook writes into PID 1's stdout, the container log (a hook's own
+		// output is discarded by the kubelet).
+		hook := stamp + `stamp PRESTOP > /proc/1/fd/1; sleep 2; stamp HOOKEND > /proc/1/fd/1`
+		s.policy(t, "exec", v1alpha1.LifecyclePolicySpec{
+			PreStop: &v1alpha1.PreStopHook{HookAction: v1alpha1.HookAction{Exec: &v1alpha1.ExecAction{
+				Command: []string{"sh", "-c", hook}, BudgetSeconds: ptr.To[int64](budget)}}},
+			ShutdownSeconds: ptr.To[int64](2),
+			Finalizers:      []v1alpha1.BuiltinFinalizer{v1alpha1.TerminationRecordFinalizer},
+		})
+		p := s.createRunning(t, s.pod("exec", "exec", 30, stamp+`trap 'stamp TERM; exit 0' TERM; stamp START; sleep 3600 & wait`))
+		if ls := p.Spec.Containers[0].Lifecycle; ls == nil || ls.PreStop == nil || ls.PreStop.Exec == nil {
+			t.Fatalf("the webhook did not inject the exec preStop: %+v", ls)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		logs := s.followLogs(ctx, t, p.Name)
+		waitLine(t, logs, "START", time.Minute)
+		if err := s.cs.CoreV1().Pods(s.ns).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		pre := uptimeOf(t, waitLine(t, logs, "PRESTOP", 30*time.Second))
+		end := uptimeOf(t, waitLine(t, logs, "HOOKEND", 30*time.Second))
+		term := uptimeOf(t, waitLine(t, logs, "TERM", 30*time.Second))
+		t.Logf("preStop ran %.2fs, SIGTERM %.2fs after it began", end-pre, term-pre)
+		if term < end {
+			t.Errorf("SIGTERM at %.2f before the exec preStop finished at %.2f", term, end)
+		}
+		if end-pre < 1.9 {
+			t.Errorf("the preStop ran %.2fs; its sleep 2 did not run to the end", end-pre)
+		}
+		s.waitGone(t, p.Name, time.Minute)
+	})
+
+	t.Run("a container over its memory limit is recorded as OOMKilled", func(t *testing.T) {
+		s.policy(t, "oom", v1alpha1.LifecyclePolicySpec{
+			Finalizers: []v1alpha1.BuiltinFinalizer{v1alpha1.TerminationRecordFinalizer},
+		})
+		// dd is PID 1 and allocates a 64 MiB buffer against a 32 MiB limit.
+		p := s.pod("oom", "oom", 5, "")
+		p.Spec.RestartPolicy = corev1.RestartPolicyNever
+		p.Spec.Containers[0].Command = []string{"dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"}
+		p.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("32Mi")}
+		ctx := context.Background()
+		if err := s.c.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		var reason string
+		err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+			got, err := s.cs.CoreV1().Pods(s.ns).Get(ctx, p.Name, metav1.GetOptions{})
+			if err != nil || len(got.Status.ContainerStatuses) == 0 || got.Status.ContainerStatuses[0].State.Terminated == nil {
+				return false, nil
+			}
+			reason = got.Status.ContainerStatuses[0].State.Terminated.Reason
+			return true, nil
+		})
+		if err != nil || reason != "OOMKilled" {
+			t.Fatalf("container did not end OOMKilled (reason %q, %v)", reason, err)
+		}
+		if err := s.cs.CoreV1().Pods(s.ns).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		ev := s.waitEvent(t, p)
+		if ev.Reason != "OOMKilled" || ev.Type != corev1.EventTypeWarning || !strings.Contains(ev.Message, "app exit 137 OOMKilled") {
+			t.Errorf("termination record %s %q: %q; want Warning OOMKilled naming app exit 137 OOMKilled", ev.Type, ev.Reason, ev.Message)
+		}
+		s.waitGone(t, p.Name, time.Minute)
+	})
+
+	t.Run("a sidecar's shutdown waits for the main container and its injected preStop", func(t *testing.T) {
+		const sleep = 3
+		// Sidecars get no hook unless includeSidecars: the main container's
+		// preStop and shutdown come first (KEP-753 terminates sidecars after
+		// every regular container has stopped).
+		s.policy(t, "sidecar", v1alpha1.LifecyclePolicySpec{
+			PreStop:         &v1alpha1.PreStopHook{HookAction: v1alpha1.HookAction{Sleep: &v1alpha1.SleepAction{Seconds: sleep}}},
+			ShutdownSeconds: ptr.To[int64](2),
+			Finalizers:      []v1alpha1.BuiltinFinalizer{v1alpha1.TerminationRecordFinalizer},
+		})
+		p := s.pod("sidecar", "sidecar", 30, stamp+`trap 'stamp TERM; sleep 1; stamp EXIT; exit 0' TERM; stamp START; sleep 3600 & wait`)
+		side := p.Spec.Containers[0]
+		side.Name, side.Command = "side", []string{"sh", "-c", stamp + `trap 'stamp TERM; exit 0' TERM; stamp START; sleep 3600 & wait`}
+		side.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
+		p.Spec.InitContainers = []corev1.Container{side}
+		p = s.createRunning(t, p)
+		if ls := p.Spec.InitContainers[0].Lifecycle; ls != nil && ls.PreStop != nil {
+			t.Fatalf("the sidecar got a preStop without includeSidecars: %+v", ls)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		mainLog, sideLog := s.followContainer(ctx, t, p.Name, "app"), s.followContainer(ctx, t, p.Name, "side")
+		start := uptimeOf(t, waitLine(t, mainLog, "START", time.Minute))
+		waitLine(t, sideLog, "START", time.Minute)
+		asked := time.Now()
+		if err := s.cs.CoreV1().Pods(s.ns).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		termLine := waitLine(t, mainLog, "TERM", time.Minute)
+		// Log latency only adds to this, so a short delay means no preStop ran.
+		if d := termLine.at.Sub(asked); d < sleep*time.Second-500*time.Millisecond {
+			t.Errorf("the main container got SIGTERM %s after the delete; the injected %ds preStop sleep did not delay it", d, sleep)
+		}
+		mainTerm := uptimeOf(t, termLine)
+		mainExit := uptimeOf(t, waitLine(t, mainLog, "EXIT", time.Minute))
+		sideTerm := uptimeOf(t, waitLine(t, sideLog, "TERM", time.Minute))
+		t.Logf("main TERM %.2fs after start, main exit +%.2fs, sidecar TERM +%.2fs", mainTerm-start, mainExit-mainTerm, sideTerm-mainTerm)
+		if sideTerm < mainExit {
+			t.Errorf("the sidecar got SIGTERM at %.2f, before the main container exited at %.2f", sideTerm, mainExit)
 		}
 		s.waitGone(t, p.Name, time.Minute)
 	})
