@@ -23,15 +23,17 @@ all: build
 build: ## Build the gracekeeper binary into bin/.
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/gracekeeper ./cmd/gracekeeper
 
-test: test-assets ## Unit, golden, chart and integration tests against a real kube-apiserver + etcd.
+test: test-assets ## Unit, golden, chart and integration tests against a real kube-apiserver + etcd, then the e2e suite on a real local node (Linux, root; else skipped).
 	go test $(GO_TEST_FLAGS) ./...
+	@$(MAKE) --no-print-directory e2e-local
 
-unit: ## Only the tests that need no control plane.
-	go test $(GO_TEST_FLAGS) ./policies/... ./webhook/... ./cmd/... ./certs/...
+unit: ## Only the tests that need no control plane (go test -short skips the rest, saying so).
+	go test $(GO_TEST_FLAGS) -short ./...
 
 lint: ## gofmt + go vet.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
+	go vet -tags e2e ./test/e2e/ ./test/cluster/
 	cd test/tools && go vet ./...
 
 $(CONTROLLER_GEN):

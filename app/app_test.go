@@ -63,6 +63,7 @@ func TestValidate(t *testing.T) {
 // Service name, takes the Lease, exports its own and controller-runtime's
 // metrics, and releases the Lease on shutdown.
 func TestRunSelfManaged(t *testing.T) {
+	controlplane.SkipIfShort(t)
 	if err := controlplane.CheckAssets(); err != nil {
 		t.Fatalf("needs the control-plane binaries (make test builds them): %v", err)
 	}

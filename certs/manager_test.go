@@ -27,6 +27,7 @@ const ns = "gk-system"
 
 func startAPIServer(t *testing.T) kubernetes.Interface {
 	t.Helper()
+	controlplane.SkipIfShort(t)
 	if err := controlplane.CheckAssets(); err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,7 @@ import (
 //   - check accepts a policy exactly when the API server does (the embedded
 //     CRD's schema and CEL rules, run offline).
 func TestAgainstAPIServer(t *testing.T) {
+	controlplane.SkipIfShort(t)
 	if err := controlplane.CheckAssets(); err != nil {
 		t.Skipf("needs kube-apiserver and etcd: %v", err)
 	}

@@ -54,6 +54,7 @@ func TestMain(m *testing.M) {
 // cluster returns a client of the shared kube-apiserver + etcd.
 func cluster(t *testing.T) client.Client {
 	t.Helper()
+	controlplane.SkipIfShort(t)
 	cp.once.Do(func() {
 		if cp.err = controlplane.CheckAssets(); cp.err != nil {
 			return

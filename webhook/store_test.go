@@ -31,6 +31,7 @@ import (
 // effect without restart, namespace labels come from the cache, and each
 // policy's status says Ready (or Invalid, with the compile error).
 func TestPolicyStore(t *testing.T) {
+	controlplane.SkipIfShort(t)
 	if err := controlplane.CheckAssets(); err != nil {
 		t.Fatalf("needs the control-plane binaries (make test builds them): %v", err)
 	}

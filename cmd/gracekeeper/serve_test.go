@@ -94,6 +94,7 @@ func TestServeFlags(t *testing.T) {
 // against a real kube-apiserver + etcd: it becomes ready, applies a policy
 // created after start, and shuts down cleanly when its context ends.
 func TestServeAgainstControlPlane(t *testing.T) {
+	controlplane.SkipIfShort(t)
 	if err := controlplane.CheckAssets(); err != nil {
 		t.Fatalf("needs the control-plane binaries (make test builds them): %v", err)
 	}

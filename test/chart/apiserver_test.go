@@ -64,6 +64,7 @@ func certManagerCRDs(t *testing.T) string {
 // as the chart's ServiceAccount, that its RBAC allows what gracekeeper does
 // and nothing more.
 func TestChartOnAPIServer(t *testing.T) {
+	controlplane.SkipIfShort(t)
 	if err := controlplane.CheckAssets(); err != nil {
 		t.Fatal(err)
 	}

@@ -38,8 +38,25 @@ cleanup() {
 		"$K8S_BIN/kubectl" --kubeconfig "$STATE_DIR/kubeconfig" get pods -A -o wide 2>&1 || true
 		"$K8S_BIN/kubectl" --kubeconfig "$STATE_DIR/kubeconfig" -n "$NAMESPACE" logs -l app.kubernetes.io/name=gracekeeper --tail=40 --prefix 2>&1 || true
 	fi
+	local dir=
+	[[ -f $STATE_DIR/state ]] && dir=$(sed -n 's/^DIR=//p' "$STATE_DIR/state" | tr -d "'\"")
 	"$REPO/test/cluster/down.sh" || rc=1
 	rm -rf "$WORK"
+	# Prove it: nothing of the cluster may outlive it (issue: no process,
+	# mount, bridge or temp dir left behind).
+	if [[ -n $dir ]]; then
+		local left=""
+		pgrep -f -- "$dir" >/dev/null && left+=" processes naming $dir:$(pgrep -f -- "$dir" | tr '\n' ' ');"
+		grep -q -- "$dir" /proc/self/mountinfo && left+=" mounts under $dir;"
+		ip link show gk0 >/dev/null 2>&1 && left+=" bridge gk0;"
+		[[ -e $dir ]] && left+=" temp dir $dir;"
+		if [[ -n $left ]]; then
+			echo "e2e-local: the cluster left traces:$left" >&2
+			rc=1
+		else
+			log "verified: no process, mount, bridge or temp dir of $dir remains"
+		fi
+	fi
 	exit "$rc"
 }
 trap cleanup EXIT

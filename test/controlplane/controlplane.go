@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"testing"
 
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
@@ -51,5 +52,13 @@ func New() *envtest.Environment {
 		BinaryAssetsDirectory: AssetsDir(),
 		CRDDirectoryPaths:     []string{CRDDir()},
 		ErrorIfCRDPathMissing: true,
+	}
+}
+
+// SkipIfShort skips a test that starts a real kube-apiserver under
+// `go test -short` (`make unit`); `make test` runs it.
+func SkipIfShort(t interface{ Skip(...any) }) {
+	if testing.Short() {
+		t.Skip("-short: this test starts a real kube-apiserver and etcd; `make test` runs it")
 	}
 }

@@ -13,6 +13,7 @@ import (
 // TestCRDRefusesBadPolicies proves the CRD schema and CEL rules refuse bad
 // policies at the real API server with a message that names the field.
 func TestCRDRefusesBadPolicies(t *testing.T) {
+	SkipIfShort(t)
 	if err := CheckAssets(); err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,7 @@ func buildGracekeeper(t *testing.T) string {
 // gracekeeper: once with --exit, checking the report, and once waiting for
 // Ctrl-C; each time nothing may be left behind.
 func TestDemo(t *testing.T) {
+	controlplane.SkipIfShort(t)
 	if err := controlplane.CheckAssets(); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ package integration
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -48,6 +49,11 @@ var env *suite
 func TestMain(m *testing.M) { os.Exit(runSuite(m)) }
 
 func runSuite(m *testing.M) int {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("SKIP: -short: the integration suite starts a real kube-apiserver and etcd; `make test` runs it")
+		return 0
+	}
 	if err := controlplane.CheckAssets(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
