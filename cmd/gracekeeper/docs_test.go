@@ -11,19 +11,25 @@ import (
 	"testing"
 )
 
-var updateDocs = flag.Bool("update", false, "rewrite the command output pasted in docs/check.md")
+var updateDocs = flag.Bool("update", false, "rewrite the command output pasted in docs/check.md and README.md")
 
 // TestDocsCheckSessions runs every `$ gracekeeper ...` line of the console
-// blocks in docs/check.md through the real command line, from the repository
-// root, and compares the output pasted below it; `$ echo $?` lines check the
-// exit code. With -update the pasted output is rewritten. So the tour in the
-// README can never drift from what the binary prints.
+// blocks in docs/check.md and README.md through the real command line, from
+// the repository root, and compares the output pasted below it; `$ echo $?`
+// lines check the exit code. With -update the pasted output is rewritten. So
+// the tours can never drift from what the binary prints.
 func TestDocsCheckSessions(t *testing.T) {
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(root, "docs", "check.md")
+	for doc, minSessions := range map[string]int{"docs/check.md": 3, "README.md": 1} {
+		t.Run(doc, func(t *testing.T) { checkSessions(t, root, doc, minSessions) })
+	}
+}
+
+func checkSessions(t *testing.T, root, name string, minSessions int) {
+	path := filepath.Join(root, name)
 	doc, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +57,7 @@ func TestDocsCheckSessions(t *testing.T) {
 			i++
 			continue
 		case !strings.HasPrefix(trimmed, "$ "):
-			t.Fatalf("docs/check.md line %d: output without a command: %q", i+1, trimmed)
+			t.Fatalf("%s line %d: output without a command: %q", name, i+1, trimmed)
 		}
 		// A command and the output pasted under it, up to the next command
 		// or the end of the block.
@@ -64,7 +70,7 @@ func TestDocsCheckSessions(t *testing.T) {
 		var got string
 		if cmd == "echo $?" {
 			if lastExit < 0 {
-				t.Fatalf("docs/check.md line %d: echo $? before any command", i+1)
+				t.Fatalf("%s line %d: echo $? before any command", name, i+1)
 			}
 			got = fmt.Sprintf("%d\n", lastExit)
 		} else {
@@ -72,14 +78,14 @@ func TestDocsCheckSessions(t *testing.T) {
 			sessions++
 		}
 		if got != pasted && !*updateDocs {
-			t.Errorf("docs/check.md line %d: `%s` prints something else now (go test ./cmd/gracekeeper -run TestDocsCheckSessions -update):\n--- pasted\n%s--- got\n%s", i+1, cmd, pasted, got)
+			t.Errorf("%s line %d: `%s` prints something else now (go test ./cmd/gracekeeper -run TestDocsCheckSessions -update):\n--- pasted\n%s--- got\n%s", name, i+1, cmd, pasted, got)
 		}
 		out.WriteString(line)
 		out.WriteString(got)
 		i = j
 	}
-	if sessions < 3 {
-		t.Errorf("docs/check.md has %d gracekeeper sessions; the tour needs its examples", sessions)
+	if sessions < minSessions {
+		t.Errorf("%s has %d gracekeeper sessions; the tour needs its examples", name, sessions)
 	}
 	if *updateDocs {
 		if err := os.WriteFile(path, []byte(out.String()), 0o644); err != nil {
@@ -100,7 +106,7 @@ func runSession(t *testing.T, cmd string) (string, int) {
 	for n, stage := range stages {
 		fields := strings.Fields(stage)
 		if len(fields) == 0 || fields[0] != "gracekeeper" {
-			t.Fatalf("docs/check.md: cannot run %q: only gracekeeper commands", stage)
+			t.Fatalf("cannot run %q: only gracekeeper commands", stage)
 		}
 		var args []string
 		hideOut, hideErr := false, false
