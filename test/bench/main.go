@@ -51,6 +51,7 @@ type options struct {
 	caFile     string
 	bodyFile   string
 	expectCode int
+	baseline   bool
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -65,6 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.caFile, "ca", "", "PEM CA bundle to verify the server certificate with")
 	fs.StringVar(&o.bodyFile, "f", "", "AdmissionReview JSON to send (default: a built-in pod CREATE review)")
 	fs.IntVar(&o.expectCode, "expect-code", http.StatusOK, "HTTP status counted as success")
+	fs.BoolVar(&o.baseline, "baseline", true, "also run the same load against a bare in-process HTTPS echo of an allowed AdmissionReview and print the ratios")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -110,6 +112,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	res.print(stdout)
 	if res.errors > 0 || res.sent == 0 {
 		return 1
+	}
+	if o.baseline && o.expectCode == http.StatusOK {
+		url, pool, stop, err := baselineServer()
+		if err != nil {
+			fmt.Fprintf(stderr, "bench: baseline: %v\n", err)
+			return 1
+		}
+		defer stop()
+		bo := o
+		bo.url = url
+		bc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}, MaxIdleConnsPerHost: o.c, MaxConnsPerHost: o.c,
+		}}
+		defer bc.CloseIdleConnections()
+		base := load(ctx, bc, bo, body)
+		fmt.Fprintln(stdout, "baseline (bare HTTPS echo, same load, same run):")
+		base.print(stdout)
+		if base.errors > 0 || base.sent == 0 {
+			return 1
+		}
+		printRatios(stdout, res, base)
 	}
 	return 0
 }

@@ -79,7 +79,9 @@ func TestLoadAgainstServer(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, out.String(), errOut.String())
 	}
-	for _, want := range []string{`(?m)^requests: 300$`, `(?m)^errors: 0$`, `throughput: \d+ req/s`, `latency: p50 \S+\s+p90 \S+\s+p99 \S+\s+max \S+`} {
+	t.Log(out.String())
+	for _, want := range []string{`(?m)^requests: 300$`, `(?m)^errors: 0$`, `throughput: \d+ req/s`, `latency: p50 \S+\s+p90 \S+\s+p99 \S+\s+max \S+`,
+		`(?s)baseline \(bare HTTPS echo.*requests: 300\nerrors: 0`, `ratio to baseline: throughput \d+\.\d\dx  p50 \d+\.\d\dx  p99 \d+\.\d\dx`} {
 		if !regexp.MustCompile(want).MatchString(out.String()) {
 			t.Errorf("output lacks %s:\n%s", want, out.String())
 		}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"slices"
+	"time"
+)
+
+// baselineServer is the floor a webhook cannot go below on this machine: an
+// HTTPS server with the same TLS settings as gracekeeper's (TLS 1.2+, no
+// HTTP/2) that reads the body, checks it is JSON and answers an allowed
+// AdmissionReview. Measured in the same run, under the same load, it turns the
+// target's numbers into ratios that do not depend on the machine.
+func baselineServer() (url string, pool *x509.CertPool, stop func(), err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench-baseline"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true, IsCA: true, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, nil, err
+	}
+	hs := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, err := io.ReadAll(io.LimitReader(r.Body, 3<<20))
+			var rev struct {
+				Request struct {
+					UID string `json:"uid"`
+				} `json:"request"`
+			}
+			if err != nil || json.Unmarshal(body, &rev) != nil {
+				http.Error(w, "bad request", http.StatusBadRequest)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":%q,"allowed":true}}`, rev.Request.UID)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12,
+			Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
+	}
+	go func() { _ = hs.ServeTLS(l, "", "") }()
+	stop = func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(ctx)
+	}
+	return "https://" + l.Addr().String() + "/", pool, stop, nil
+}
+
+// printRatios compares the target with the baseline: throughput as
+// baseline/target and latencies as target/baseline, so every ratio reads
+// "times slower than a bare HTTPS echo" (1.0 would be free).
+func printRatios(w io.Writer, target, base result) {
+	if target.sent == 0 || base.sent == 0 {
+		return
+	}
+	tl, bl := slices.Sorted(slices.Values(target.latencies)), slices.Sorted(slices.Values(base.latencies))
+	pct := func(l []time.Duration, p float64) float64 { return float64(l[min(len(l)-1, int(p*float64(len(l))))]) }
+	tput := func(r result) float64 { return float64(r.sent) / r.elapsed.Seconds() }
+	fmt.Fprintf(w, "ratio to baseline: throughput %.2fx  p50 %.2fx  p99 %.2fx\n",
+		tput(base)/tput(target), pct(tl, .50)/pct(bl, .50), pct(tl, .99)/pct(bl, .99))
+}
