@@ -53,6 +53,13 @@ verify-generated: manifests ## Fail when generated files differ from what is che
 	@if [ -n "$$(git status --porcelain -- policies config charts/gracekeeper/crds)" ]; then \
 	  echo "generated files are stale; run 'make manifests' and commit:"; git status --porcelain -- policies config charts/gracekeeper/crds; git diff --stat; exit 1; fi
 
+NODE_BINS := kube-controller-manager kube-scheduler kubelet kube-proxy
+# Stamp the version as hack/lib/version.sh does: unstamped binaries report
+# v0.0.0-master+$$Format:%H$$, which helm cannot parse against a chart's kubeVersion.
+K8S_VERSION_LDFLAGS := $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
+  -X $(p).gitVersion=$(K8S_VERSION) -X $(p).gitMajor=$(word 1,$(subst ., ,$(K8S_VERSION:v%=%))) \
+  -X $(p).gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION:v%=%))) -X $(p).gitTreeState=clean)
+
 test-assets: ## Build kube-apiserver, etcd and kubectl from Go modules into bin/k8s/$(K8S_VERSION) (once).
 	@if [ -x $(K8S_BIN)/kube-apiserver ] && [ -x $(K8S_BIN)/etcd ] && [ -x $(K8S_BIN)/kubectl ]; then \
 	  echo ">> test assets present in $(K8S_BIN)"; \
@@ -60,7 +67,7 @@ test-assets: ## Build kube-apiserver, etcd and kubectl from Go modules into bin/
 	  echo ">> building kube-apiserver, kubectl and etcd $(K8S_VERSION) from the Go module proxy into $(K8S_BIN)"; \
 	  echo ">> (the first build takes several minutes; later runs reuse it)"; \
 	  mkdir -p $(K8S_BIN).tmp; \
-	  cd test/tools && go build -o $(K8S_BIN).tmp/ k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl ./etcd; \
+	  cd test/tools && go build -ldflags '$(K8S_VERSION_LDFLAGS)' -o $(K8S_BIN).tmp/ k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl ./etcd; \
 	  mkdir -p $(K8S_BIN); mv $(K8S_BIN).tmp/* $(K8S_BIN)/; rmdir $(K8S_BIN).tmp; \
 	fi
 
@@ -72,13 +79,6 @@ bench: ## Handler benchmarks with their baselines (see README for the ratios).
 
 clean:
 	rm -rf $(BIN)
-
-NODE_BINS := kube-controller-manager kube-scheduler kubelet kube-proxy
-# Stamp the version as hack/lib/version.sh does: unstamped binaries report
-# v0.0.0-master+$$Format:%H$$, which helm cannot parse against a chart's kubeVersion.
-K8S_VERSION_LDFLAGS := $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
-  -X $(p).gitVersion=$(K8S_VERSION) -X $(p).gitMajor=$(word 1,$(subst ., ,$(K8S_VERSION:v%=%))) \
-  -X $(p).gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION:v%=%))) -X $(p).gitTreeState=clean)
 
 node-assets: test-assets ## Build kubelet, kube-proxy, kube-scheduler, kube-controller-manager into bin/k8s/$(K8S_VERSION) (once); stamp kube-apiserver and kubectl with the version.
 	@missing=""; for b in $(NODE_BINS) kube-apiserver; do \

@@ -63,20 +63,7 @@ func TestValidate(t *testing.T) {
 // Service name, takes the Lease, exports its own and controller-runtime's
 // metrics, and releases the Lease on shutdown.
 func TestRunSelfManaged(t *testing.T) {
-	controlplane.SkipIfShort(t)
-	if err := controlplane.CheckAssets(); err != nil {
-		t.Fatalf("needs the control-plane binaries (make test builds them): %v", err)
-	}
-	env := controlplane.New()
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("stopping the control plane: %v", err)
-		}
-	})
+	cfg := controlplane.Start(t)
 	ctrllog.SetLogger(logr.Discard())
 	ctx := context.Background()
 	cs := kubernetes.NewForConfigOrDie(cfg)

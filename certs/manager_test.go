@@ -27,16 +27,7 @@ const ns = "gk-system"
 
 func startAPIServer(t *testing.T) kubernetes.Interface {
 	t.Helper()
-	controlplane.SkipIfShort(t)
-	if err := controlplane.CheckAssets(); err != nil {
-		t.Fatal(err)
-	}
-	env := controlplane.New()
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("start control plane: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	cfg := controlplane.Start(t)
 	return kubernetes.NewForConfigOrDie(cfg)
 }
 

@@ -30,20 +30,7 @@ import (
 //   - check accepts a policy exactly when the API server does (the embedded
 //     CRD's schema and CEL rules, run offline).
 func TestAgainstAPIServer(t *testing.T) {
-	controlplane.SkipIfShort(t)
-	if err := controlplane.CheckAssets(); err != nil {
-		t.Skipf("needs kube-apiserver and etcd: %v", err)
-	}
-	env := controlplane.New()
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("starting kube-apiserver + etcd: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("stopping the control plane: %v", err)
-		}
-	})
+	cfg := controlplane.Start(t)
 	ctx := t.Context()
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {

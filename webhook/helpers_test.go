@@ -3,17 +3,10 @@ package webhook
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -28,6 +21,7 @@ import (
 
 	"github.com/gracekeeper/gracekeeper/policies"
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
+	"github.com/gracekeeper/gracekeeper/test/testcert"
 )
 
 // testNamespaces are the namespace labels every test source knows.
@@ -99,7 +93,7 @@ type running struct {
 func startTLS(t *testing.T, src Source, cfg Config) (*running, *Server, *prometheus.Registry) {
 	t.Helper()
 	dir := t.TempDir()
-	pool := writeCert(t, dir, "gracekeeper-test")
+	pool := testcert.MustWriteDir(t, dir, "gracekeeper-test")
 	cfg.CertDir = dir
 	cfg.Addr = "127.0.0.1:0"
 	s, reg := newTestServer(t, src, cfg)
@@ -150,59 +144,6 @@ func startTLS(t *testing.T, src Source, cfg Config) (*running, *Server, *prometh
 		time.Sleep(20 * time.Millisecond)
 	}
 	return r, s, reg
-}
-
-// writeCert writes a self-signed certificate for 127.0.0.1 with the given
-// common name to dir/tls.crt and dir/tls.key and returns a pool trusting it.
-func writeCert(t *testing.T, dir, cn string) *x509.CertPool {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Write the key first and rename into place, so the watcher never sees
-	// a certificate without its key.
-	for _, f := range []struct {
-		name string
-		data []byte
-	}{
-		{"tls.key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})},
-		{"tls.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})},
-	} {
-		tmp := filepath.Join(dir, f.name+".tmp")
-		if err := os.WriteFile(tmp, f.data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, f.name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return pool
 }
 
 func testr(t *testing.T) logr.Logger { return testrpkg.New(t) }

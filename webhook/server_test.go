@@ -17,6 +17,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 
 	"github.com/gracekeeper/gracekeeper/policies"
+	"github.com/gracekeeper/gracekeeper/test/testcert"
 )
 
 func readCase(t *testing.T, name string) []byte {
@@ -301,7 +302,7 @@ func TestCertReload(t *testing.T) {
 	if got := cn(); got != "gracekeeper-test" {
 		t.Fatalf("CN %q", got)
 	}
-	writeCert(t, r.dir, "rotated")
+	testcert.MustWriteDir(t, r.dir, "rotated")
 	deadline := time.Now().Add(20 * time.Second) // fsnotify, or certwatcher's 10s poll
 	for cn() != "rotated" {
 		if time.Now().After(deadline) {

@@ -31,20 +31,7 @@ import (
 // effect without restart, namespace labels come from the cache, and each
 // policy's status says Ready (or Invalid, with the compile error).
 func TestPolicyStore(t *testing.T) {
-	controlplane.SkipIfShort(t)
-	if err := controlplane.CheckAssets(); err != nil {
-		t.Fatalf("needs the control-plane binaries (make test builds them): %v", err)
-	}
-	cp := controlplane.New()
-	cfg, err := cp.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := cp.Stop(); err != nil {
-			t.Errorf("stopping the control plane: %v", err)
-		}
-	})
+	cfg := controlplane.Start(t)
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		t.Fatal(err)

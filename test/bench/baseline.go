@@ -2,20 +2,17 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"slices"
 	"time"
+
+	"github.com/gracekeeper/gracekeeper/test/testcert"
 )
 
 // baselineServer is the floor a webhook cannot go below on this machine: an
@@ -24,26 +21,11 @@ import (
 // AdmissionReview. Measured in the same run, under the same load, it turns the
 // target's numbers into ratios that do not depend on the machine.
 func baselineServer() (url string, pool *x509.CertPool, stop func(), err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pair, err := testcert.New("bench-baseline")
 	if err != nil {
 		return "", nil, nil, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench-baseline"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true, IsCA: true, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return "", nil, nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return "", nil, nil, err
-	}
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
+	pool = pair.Pool()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, nil, err
@@ -66,7 +48,7 @@ func baselineServer() (url string, pool *x509.CertPool, stop func(), err error) 
 		ReadHeaderTimeout: 10 * time.Second,
 		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12,
-			Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
+			Certificates: []tls.Certificate{pair.TLSCertificate()}},
 	}
 	go func() { _ = hs.ServeTLS(l, "", "") }()
 	stop = func() {

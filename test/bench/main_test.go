@@ -3,15 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -24,6 +15,7 @@ import (
 
 	"github.com/gracekeeper/gracekeeper/policies"
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
+	"github.com/gracekeeper/gracekeeper/test/testcert"
 	"github.com/gracekeeper/gracekeeper/webhook"
 )
 
@@ -31,7 +23,8 @@ import (
 // gracekeeper server over TLS (verified with the server's CA).
 func TestLoadAgainstServer(t *testing.T) {
 	dir := t.TempDir()
-	ca := writeCert(t, dir)
+	testcert.MustWriteDir(t, dir, "bench")
+	ca := filepath.Join(dir, "tls.crt")
 	p := v1alpha1.LifecyclePolicy{ObjectMeta: metav1.ObjectMeta{Name: "web"}}
 	p.Spec.Match.PodSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}
 	p.Spec.PreStop = &v1alpha1.PreStopHook{HookAction: v1alpha1.HookAction{Sleep: &v1alpha1.SleepAction{Seconds: 5}}}
@@ -122,38 +115,4 @@ func TestRefusesBadFlags(t *testing.T) {
 			}
 		})
 	}
-}
-
-// writeCert writes a self-signed cert for 127.0.0.1 into dir and returns
-// the path of the CA file (the cert itself).
-func writeCert(t *testing.T, dir string) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true, IsCA: true, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	crt := filepath.Join(dir, "tls.crt")
-	for f, b := range map[string][]byte{
-		crt:                           pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		filepath.Join(dir, "tls.key"): pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}),
-	} {
-		if err := os.WriteFile(f, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return crt
 }

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"testing"
 
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
@@ -53,6 +54,28 @@ func New() *envtest.Environment {
 		CRDDirectoryPaths:     []string{CRDDir()},
 		ErrorIfCRDPathMissing: true,
 	}
+}
+
+// Start starts a control plane for one test and stops it when the test
+// ends: skipped under -short, a failure (naming `make test-assets`) when the
+// binaries are missing.
+func Start(t testing.TB) *rest.Config {
+	t.Helper()
+	SkipIfShort(t)
+	if err := CheckAssets(); err != nil {
+		t.Fatalf("needs the control-plane binaries (make test builds them): %v", err)
+	}
+	env := New()
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("starting kube-apiserver + etcd: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stopping the control plane: %v", err)
+		}
+	})
+	return cfg
 }
 
 // SkipIfShort skips a test that starts a real kube-apiserver under
