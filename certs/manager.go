@@ -208,55 +208,66 @@ func (m *Manager) ensure(ctx context.Context, onlyIfEmpty bool) (*Bundle, Decisi
 // a conflict (another replica, or Helm, wrote meanwhile) is retried on a fresh read.
 func (m *Manager) injectCABundle(ctx context.Context, caBundle []byte) (int, error) {
 	updated := 0
+	ar := m.cs.AdmissionregistrationV1()
 	if name := m.opts.MutatingWebhookConfiguration; name != "" {
-		api := m.cs.AdmissionregistrationV1().MutatingWebhookConfigurations()
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			c, err := api.Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			changed := false
-			for i := range c.Webhooks {
-				changed = setBundle(&c.Webhooks[i].ClientConfig, caBundle) || changed
-			}
-			if !changed {
-				return nil
-			}
-			if _, err := api.Update(ctx, c, metav1.UpdateOptions{}); err != nil {
-				return err
-			}
-			updated++
-			return nil
-		})
+		n, err := inject(ctx, ar.MutatingWebhookConfigurations(), name, caBundle,
+			func(c *admissionregistrationv1.MutatingWebhookConfiguration) (cc []*admissionregistrationv1.WebhookClientConfig) {
+				for i := range c.Webhooks {
+					cc = append(cc, &c.Webhooks[i].ClientConfig)
+				}
+				return cc
+			})
+		updated += n
 		if err != nil {
 			return updated, fmt.Errorf("certs: write caBundle into MutatingWebhookConfiguration %s: %w", name, err)
 		}
 	}
 	if name := m.opts.ValidatingWebhookConfiguration; name != "" {
-		api := m.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations()
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			c, err := api.Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			changed := false
-			for i := range c.Webhooks {
-				changed = setBundle(&c.Webhooks[i].ClientConfig, caBundle) || changed
-			}
-			if !changed {
-				return nil
-			}
-			if _, err := api.Update(ctx, c, metav1.UpdateOptions{}); err != nil {
-				return err
-			}
-			updated++
-			return nil
-		})
+		n, err := inject(ctx, ar.ValidatingWebhookConfigurations(), name, caBundle,
+			func(c *admissionregistrationv1.ValidatingWebhookConfiguration) (cc []*admissionregistrationv1.WebhookClientConfig) {
+				for i := range c.Webhooks {
+					cc = append(cc, &c.Webhooks[i].ClientConfig)
+				}
+				return cc
+			})
+		updated += n
 		if err != nil {
 			return updated, fmt.Errorf("certs: write caBundle into ValidatingWebhookConfiguration %s: %w", name, err)
 		}
 	}
 	return updated, nil
+}
+
+// webhookConfigs is the part of the typed client of either webhook
+// configuration kind that inject needs.
+type webhookConfigs[T any] interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
+	Update(ctx context.Context, obj T, opts metav1.UpdateOptions) (T, error)
+}
+
+// inject sets caBundle on every client config of the named configuration and
+// updates it when something changed; it returns 1 if it wrote.
+func inject[T any](ctx context.Context, api webhookConfigs[T], name string, caBundle []byte, configs func(T) []*admissionregistrationv1.WebhookClientConfig) (int, error) {
+	updated := 0
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		c, err := api.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		changed := false
+		for _, cc := range configs(c) {
+			changed = setBundle(cc, caBundle) || changed
+		}
+		if !changed {
+			return nil
+		}
+		if _, err := api.Update(ctx, c, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+		updated = 1
+		return nil
+	})
+	return updated, err
 }
 
 func setBundle(cc *admissionregistrationv1.WebhookClientConfig, b []byte) bool {
