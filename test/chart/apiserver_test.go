@@ -2,6 +2,10 @@ package chart
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -28,10 +32,9 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
+	"github.com/gracekeeper/gracekeeper/app"
 	"github.com/gracekeeper/gracekeeper/certs"
 	"github.com/gracekeeper/gracekeeper/finalizer"
 	"github.com/gracekeeper/gracekeeper/policies"
@@ -311,7 +314,7 @@ func TestChartOnAPIServer(t *testing.T) {
 		}
 	})
 
-	t.Run("the finalizer controller and certificate rotation run as the ServiceAccount under leader election", func(t *testing.T) {
+	t.Run("gracekeeper serve (app.Run: certificates, leader election, finalizer controller, policy store) runs as the ServiceAccount", func(t *testing.T) {
 		// An RBAC refusal that controller-runtime only logs (leader election, reconcile errors) fails the test;
 		// informer (client-go reflector) refusals go to klog and are covered by the real list/watch calls below.
 		var logMu sync.Mutex
@@ -330,44 +333,31 @@ func TestChartOnAPIServer(t *testing.T) {
 				t.Errorf("refused by RBAC: %s", l)
 			}
 		}()
-		mgr, err := manager.New(sa, manager.Options{
-			Scheme:                  scheme,
-			Logger:                  logger,
-			Cache:                   finalizer.CacheOptions(),
-			LeaderElection:          true,
-			LeaderElectionID:        "gracekeeper.dev",
-			LeaderElectionNamespace: chartrender.Namespace,
-			Metrics:                 metricsserver.Options{BindAddress: "0"},
-			HealthProbeBindAddress:  "0",
-		})
+		// The whole `gracekeeper serve` process (app.Run), as the chart runs it:
+		// self-managed certificates, leader election, the finalizer controller
+		// and the policy store, all with the ServiceAccount's credentials.
+		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := finalizer.Setup(mgr, finalizer.Options{ReportingInstance: "chart-test"}); err != nil {
-			t.Fatal(err)
-		}
-		store := webhook.NewPolicyStore(webhook.StoreConfig{WriteStatus: true}, logger)
-		if err := store.SetupWithManager(mgr); err != nil {
-			t.Fatal(err)
-		}
-		cm, err := certs.New(asSA, certs.Options{
-			Namespace: chartrender.Namespace, SecretName: "gracekeeper-tls", ServiceName: "gracekeeper",
-			MutatingWebhookConfiguration: "gracekeeper", ValidatingWebhookConfiguration: "gracekeeper",
-			CertDir: t.TempDir(),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cm.AddToManager(mgr); err != nil {
-			t.Fatal(err)
+		addr := l.Addr().String()
+		l.Close()
+		o := app.Options{
+			Webhook:     webhook.Config{Addr: addr, CertDir: filepath.Join(t.TempDir(), "certs"), DrainDelay: -1},
+			Namespace:   chartrender.Namespace,
+			LeaderElect: true,
+			CertMode:    app.CertModeSelf,
+			Certs: certs.Options{SecretName: "gracekeeper-tls", ServiceName: "gracekeeper",
+				MutatingWebhookConfiguration: "gracekeeper", ValidatingWebhookConfiguration: "gracekeeper"},
+			Finalizer: finalizer.Options{ReportingInstance: "chart-test"},
 		}
 		mctx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		go func() { done <- mgr.Start(logr.NewContext(mctx, logger)) }()
+		go func() { done <- app.Run(logr.NewContext(mctx, logger), sa, o, logger) }()
 		defer func() {
 			stop()
 			if err := <-done; err != nil {
-				t.Errorf("manager: %v", err)
+				t.Errorf("gracekeeper (app.Run) as the ServiceAccount: %v", err)
 			}
 		}()
 
@@ -393,9 +383,12 @@ func TestChartOnAPIServer(t *testing.T) {
 		}
 		// The webhook's policy store: informers on policies and namespaces, status written
 		// by the leader on the next policy change.
-		select {
-		case <-mgr.Elected():
-		case <-time.After(30 * time.Second):
+		err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			var lease coordinationv1.Lease
+			err := admin.Get(ctx, client.ObjectKey{Namespace: chartrender.Namespace, Name: "gracekeeper-leader"}, &lease)
+			return err == nil && lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != "", nil
+		})
+		if err != nil {
 			t.Fatal("never elected leader with the chart's lease permissions")
 		}
 		pol := &v1alpha1.LifecyclePolicy{ObjectMeta: metav1.ObjectMeta{Name: "p"}}
@@ -407,14 +400,29 @@ func TestChartOnAPIServer(t *testing.T) {
 			if err := admin.Get(ctx, client.ObjectKey{Name: "p"}, &p); err != nil {
 				return false, nil
 			}
-			return store.Ready() && p.Status.ObservedGeneration == p.Generation && len(p.Status.Conditions) > 0, nil
+			return p.Status.ObservedGeneration == p.Generation && len(p.Status.Conditions) > 0, nil
 		})
 		if err != nil {
-			t.Errorf("the policy store never built its set and wrote policy status as the ServiceAccount (ready %v)", store.Ready())
+			t.Errorf("the policy store never wrote policy status as the ServiceAccount")
 		}
-		var lease coordinationv1.Lease
-		if err := admin.Get(ctx, client.ObjectKey{Namespace: chartrender.Namespace, Name: "gracekeeper.dev"}, &lease); err != nil {
-			t.Errorf("leader election lease not written: %v", err)
+		// Ready means the policy informers listed and watched with the chart's RBAC.
+		pool := x509.NewCertPool()
+		var sec corev1.Secret
+		if err := admin.Get(ctx, client.ObjectKey{Namespace: chartrender.Namespace, Name: "gracekeeper-tls"}, &sec); err != nil || !pool.AppendCertsFromPEM(sec.Data[certs.KeyCABundle]) {
+			t.Fatalf("no CA bundle in the self-managed Secret: %v", err)
+		}
+		hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+			RootCAs: pool, ServerName: "gracekeeper." + chartrender.Namespace + ".svc", MinVersion: tls.VersionTLS12}}}
+		err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			resp, err := hc.Get("https://" + addr + "/readyz")
+			if err != nil {
+				return false, nil
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK, nil
+		})
+		if err != nil {
+			t.Errorf("/readyz never succeeded over the self-managed certificate: %v", err)
 		}
 	})
 
