@@ -359,17 +359,7 @@ func TestE2E(t *testing.T) {
 		if exit != 137 {
 			t.Errorf("exit code %d, want 137 (SIGKILL at the grace deadline); -1 means the pod vanished before its record (finalizer missing?)", exit)
 		}
-		evName := finalizer.TerminationEventName(p)
-		var ev *corev1.Event
-		err = wait.PollUntilContextTimeout(ctx, time.Second, time.Minute, true, func(ctx context.Context) (bool, error) {
-			e, err := s.cs.CoreV1().Events(s.ns).Get(ctx, evName, metav1.GetOptions{})
-			ev = e
-			return err == nil, nil
-		})
-		if err != nil {
-			t.Fatalf("no termination record Event %s/%s", s.ns, evName)
-		}
-		t.Logf("termination record: %s %s: %s", ev.Type, ev.Reason, ev.Message)
+		ev := s.waitEvent(t, p)
 		if ev.Reason != "ShutdownOverrun" || ev.Type != corev1.EventTypeWarning || !strings.Contains(ev.Message, "exit 137") {
 			t.Errorf("termination record %s %q: %q; want Warning ShutdownOverrun naming exit 137", ev.Type, ev.Reason, ev.Message)
 		}
