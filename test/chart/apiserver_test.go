@@ -102,7 +102,7 @@ func TestChartOnAPIServer(t *testing.T) {
 				for _, obj := range render(t, values) {
 					id := obj.GetKind() + " " + obj.GetName()
 					if obj.GetKind() == "ServiceMonitor" {
-						// prometheus-operator's CRD is not a dependency; its shape is checked in TestOptionalObjects.
+						// prometheus-operator's CRD is not installed here; TestOptionalObjects decodes it strictly into its Go types.
 						t.Logf("skip %s: no ServiceMonitor CRD on this API server", id)
 						continue
 					}
@@ -500,6 +500,6 @@ func strictInto(t *testing.T, u *unstructured.Unstructured, out any) {
 		t.Fatal(err)
 	}
 	if err := yaml.UnmarshalStrict(b, out); err != nil {
-		t.Fatalf("%s %s does not decode strictly into cert-manager's %T: %v", u.GetKind(), u.GetName(), out, err)
+		t.Fatalf("%s %s does not decode strictly into its owner's type %T: %v", u.GetKind(), u.GetName(), out, err)
 	}
 }

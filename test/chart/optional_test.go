@@ -6,7 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
 	"github.com/gracekeeper/gracekeeper/test/chartrender"
@@ -16,20 +19,32 @@ import (
 // has, and each packaged library policy renders as a LifecyclePolicy.
 func TestOptionalObjects(t *testing.T) {
 	objs := render(t, map[string]any{"serviceMonitor": map[string]any{"enabled": true, "labels": map[string]any{"release": "prom"}}})
-	sm := find(t, objs, "ServiceMonitor", "gracekeeper")
-	if sm.GetAPIVersion() != "monitoring.coreos.com/v1" || sm.GetLabels()["release"] != "prom" {
-		t.Errorf("ServiceMonitor apiVersion/labels wrong: %s %v", sm.GetAPIVersion(), sm.GetLabels())
+	// Decoded strictly into prometheus-operator's own types: a misspelt or
+	// misplaced field fails here, as the operator's CRD would refuse it.
+	var sm monitoringv1.ServiceMonitor
+	strictInto(t, find(t, objs, "ServiceMonitor", "gracekeeper"), &sm)
+	if sm.APIVersion != "monitoring.coreos.com/v1" || sm.Labels["release"] != "prom" {
+		t.Errorf("ServiceMonitor apiVersion/labels wrong: %s %v", sm.APIVersion, sm.Labels)
 	}
 	var svc corev1.Service
 	into(t, find(t, objs, "Service", "gracekeeper"), &svc)
-	eps := sm.Object["spec"].(map[string]any)["endpoints"].([]any)
-	port := eps[0].(map[string]any)["port"]
+	sel, err := metav1.LabelSelectorAsSelector(&sm.Spec.Selector)
+	if err != nil || sel.Empty() || !sel.Matches(labels.Set(svc.Labels)) {
+		t.Errorf("ServiceMonitor selector %v does not select the Service (labels %v): %v", sm.Spec.Selector, svc.Labels, err)
+	}
+	if len(sm.Spec.NamespaceSelector.MatchNames) != 1 || sm.Spec.NamespaceSelector.MatchNames[0] != svc.Namespace {
+		t.Errorf("ServiceMonitor namespaceSelector %v, want the release namespace %s", sm.Spec.NamespaceSelector.MatchNames, svc.Namespace)
+	}
+	if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Path != "/metrics" {
+		t.Fatalf("ServiceMonitor endpoints %+v, want one on /metrics", sm.Spec.Endpoints)
+	}
 	found := false
 	for _, p := range svc.Spec.Ports {
-		found = found || p.Name == port
+		// The plain-HTTP metrics listener (serve --metrics-bind-address), not the webhook's TLS port.
+		found = found || (p.Name == sm.Spec.Endpoints[0].Port && p.TargetPort.String() == "metrics")
 	}
 	if !found {
-		t.Errorf("ServiceMonitor scrapes port %v, which the Service does not have", port)
+		t.Errorf("ServiceMonitor scrapes port %q, which the Service does not route to the metrics container port", sm.Spec.Endpoints[0].Port)
 	}
 	if count(render(t, nil), "ServiceMonitor") != 0 || count(render(t, nil), "LifecyclePolicy") != 0 {
 		t.Error("optional objects rendered by default")
