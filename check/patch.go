@@ -8,26 +8,17 @@ import (
 	jsonpatchapply "github.com/evanphx/json-patch/v5"
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/gracekeeper/gracekeeper/podpatch"
 )
 
 type patchOp = jsonpatch.Operation
 
-// podPatch is the JSON patch from before to after, rooted at prefix. Both
-// pods come from the same Go types, so the patch holds only the engine's
-// change and none of the noise (creationTimestamp: null, resources: {}) that
-// diffing the Go types against the document as written would add. For a
-// workload (template true) only metadata and spec are kept: they are what a
-// pod template has.
+// podPatch is the patch the webhook would answer (podpatch.Pod), rooted at
+// prefix. For a workload (template true) only metadata and spec are kept:
+// they are what a pod template has.
 func podPatch(before, after *corev1.Pod, prefix string, template bool) ([]patchOp, error) {
-	a, err := json.Marshal(before)
-	if err != nil {
-		return nil, err
-	}
-	b, err := json.Marshal(after)
-	if err != nil {
-		return nil, err
-	}
-	ops, err := jsonpatch.CreatePatch(a, b)
+	ops, err := podpatch.Pod(before, after)
 	if err != nil {
 		return nil, err
 	}

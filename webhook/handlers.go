@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/gracekeeper/gracekeeper/podpatch"
 	"github.com/gracekeeper/gracekeeper/policies"
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 )
@@ -152,7 +153,7 @@ func (s *Server) mutatePod(ctx context.Context, set *policies.Set, req *requestH
 	if !dec.Changed {
 		return answer{resp: resp, outcome: outcomeAllowed}
 	}
-	ops, err := podPatch(pod, dec.Pod)
+	ops, err := podpatch.Pod(pod, dec.Pod)
 	if err == nil && len(ops) == 0 {
 		return answer{resp: resp, outcome: outcomeAllowed}
 	}

@@ -36,7 +36,7 @@ type requestHeader struct {
 }
 
 // podEnvelope decodes a pod review in one pass, the object straight into
-// the typed pod: the patch is computed from typed pods (podPatch), so the
+// the typed pod: the patch is computed from typed pods (podpatch.Pod), so the
 // raw object bytes are never needed on the hot path.
 type podEnvelope struct {
 	APIVersion string `json:"apiVersion"`

@@ -1,4 +1,4 @@
-package webhook
+package podpatch
 
 import (
 	"bytes"
@@ -18,11 +18,11 @@ import (
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 )
 
-// TestPatchReproducesEngine is the guard podPatch relies on: for every
-// engine golden case (policies/testdata/*: pod.yaml + policies.yaml) and
-// every pod case of ours, the patch applied to the pod as JSON decodes to
+// TestPatchReproducesEngine is the guard Pod relies on: for every
+// engine golden case (policies/testdata/*: pod.yaml + policies.yaml), the
+// patch applied to the pod as JSON decodes to
 // exactly the engine's mutated pod. If the engine starts changing a field
-// podPatch does not handle, this fails.
+// Pod does not handle, this fails.
 func TestPatchReproducesEngine(t *testing.T) {
 	dirs, err := filepath.Glob(filepath.Join("..", "policies", "testdata", "*"))
 	if err != nil {
@@ -68,7 +68,7 @@ func TestPatchReproducesEngine(t *testing.T) {
 
 func checkPatch(t *testing.T, before, after *corev1.Pod) {
 	t.Helper()
-	ops, err := podPatch(before, after)
+	ops, err := Pod(before, after)
 	if err != nil {
 		t.Fatal(err)
 	}

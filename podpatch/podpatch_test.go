@@ -1,9 +1,11 @@
-package webhook
+package podpatch
 
 import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	kjson "sigs.k8s.io/json"
 
 	jsonpatchapply "github.com/evanphx/json-patch/v5"
 	corev1 "k8s.io/api/core/v1"
@@ -27,7 +29,7 @@ const rawPod = `{
   }
 }`
 
-// TestPodPatch applies podPatch's ops to the raw bytes for fake mutations of
+// TestPodPatch applies Pod's ops to the raw bytes for fake mutations of
 // every kind the engine makes (and one it does not, for the fallback), and
 // checks that (1) decoding the result gives exactly the mutated pod and
 // (2) every unknown field outside what was replaced survives.
@@ -68,12 +70,12 @@ func TestPodPatch(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			before := &corev1.Pod{}
-			if err := unmarshal([]byte(rawPod), before); err != nil {
+			if err := kjson.UnmarshalCaseSensitivePreserveInts([]byte(rawPod), before); err != nil {
 				t.Fatal(err)
 			}
 			after := before.DeepCopy()
 			tc.mutate(after)
-			ops, err := podPatch(before, after)
+			ops, err := Pod(before, after)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -93,7 +95,7 @@ func TestPodPatch(t *testing.T) {
 				t.Fatalf("patch %s does not apply to the raw pod: %v", pb, err)
 			}
 			got := &corev1.Pod{}
-			if err := unmarshal(out, got); err != nil {
+			if err := kjson.UnmarshalCaseSensitivePreserveInts(out, got); err != nil {
 				t.Fatal(err)
 			}
 			if !equality.Semantic.DeepEqual(got, after) {

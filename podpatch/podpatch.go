@@ -1,4 +1,9 @@
-package webhook
+// Package podpatch builds the JSON patch (RFC 6902) from a pod to the pod the
+// policy engine made of it, from the change itself, so that it applies to the
+// object as written (the raw AdmissionReview object, a YAML document) and
+// leaves every field our Go types do not know in place. The webhook answers
+// admission with it; gracekeeper check applies it to the input documents.
+package podpatch
 
 import (
 	"encoding/json"
@@ -12,9 +17,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 )
 
-// podPatch is the JSON patch (RFC 6902) that turns before into after, built
-// from the change itself, path by path, so it applies to the raw object the
-// API server sent and leaves every field our Go types do not know in place.
+// Pod is the JSON patch that turns before into after, built from the change
+// itself, path by path, so it applies to the raw object and leaves every
+// field our Go types do not know in place.
 //
 // The engine changes only what DESIGN.md lists: metadata labels,
 // annotations and finalizers, spec.terminationGracePeriodSeconds and the
@@ -23,9 +28,9 @@ import (
 // back to a full diff of the two typed pods. A deep comparison of the rest
 // on every request would cost more than the whole decode, so it lives in
 // the tests instead: TestPatchReproducesEngine applies the patch of every
-// engine golden case (policies/testdata) and of ours and requires exactly
-// the engine's pod, so an engine change elsewhere fails there.
-func podPatch(before, after *corev1.Pod) ([]jsonpatch.Operation, error) {
+// engine golden case (policies/testdata) and requires exactly the engine's
+// pod, so an engine change elsewhere fails there.
+func Pod(before, after *corev1.Pod) ([]jsonpatch.Operation, error) {
 	var ops []jsonpatch.Operation
 	ops = mapOps(ops, "/metadata/labels", before.Labels, after.Labels)
 	ops = mapOps(ops, "/metadata/annotations", before.Annotations, after.Annotations)
