@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -91,6 +92,18 @@ func (o Options) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Excluded is the namespaces never mutated or validated: our own first, then
+// ExcludedNamespaces without repeats.
+func (o Options) Excluded() []string {
+	out := []string{o.Namespace}
+	for _, n := range o.ExcludedNamespaces {
+		if n != "" && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // Run runs gracekeeper until ctx ends, then shuts down in order: /readyz
 // fails, the server drains, the manager stops and releases the lease.
 func Run(ctx context.Context, cfg *rest.Config, o Options, lg logr.Logger) error {
@@ -110,10 +123,8 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, lg logr.Logger) error
 	// registry (pkg/metrics/registry.go); export both.
 	gatherer := prometheus.Gatherers{reg, ctrlmetrics.Registry}
 
-	drain := o.Webhook.DrainDelay
-	if drain < 0 {
-		drain = 0
-	}
+	// The manager must outwait the server's drain and shutdown.
+	wc := o.Webhook.WithDefaults()
 	mgr, err := manager.New(cfg, manager.Options{
 		Scheme: scheme,
 		Logger: lg,
@@ -126,16 +137,14 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, lg logr.Logger) error
 		LeaderElectionID:              "gracekeeper-leader",
 		LeaderElectionNamespace:       o.Namespace,
 		LeaderElectionReleaseOnCancel: true,
-		// Long enough for the server's drain and shutdown.
-		GracefulShutdownTimeout: ptr(drain + 15*time.Second),
+		GracefulShutdownTimeout:       ptr(wc.DrainDelay + wc.ShutdownTimeout + 5*time.Second),
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
 
-	excluded := append([]string{o.Namespace}, o.ExcludedNamespaces...)
 	store := webhook.NewPolicyStore(webhook.StoreConfig{
-		Engine:      policies.Config{ExcludedNamespaces: excluded},
+		Engine:      policies.Config{ExcludedNamespaces: o.Excluded()},
 		WriteStatus: true,
 	}, lg.WithName("policies"))
 	if err := store.SetupWithManager(mgr); err != nil {

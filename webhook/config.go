@@ -39,7 +39,9 @@ const (
 	defaultShutdownTimeout   = 10 * time.Second
 )
 
-func (c Config) withDefaults() Config {
+// WithDefaults is c as the server will use it: zero values replaced by the
+// defaults above (callers size their own shutdown to its drain).
+func (c Config) WithDefaults() Config {
 	if c.Addr == "" {
 		c.Addr = defaultAddr
 	}

@@ -42,7 +42,7 @@ type Server struct {
 // NewServer builds the server; metrics are registered on reg (nil: none).
 // Nothing listens until Listen or Start.
 func NewServer(cfg Config, src Source, reg prometheus.Registerer, lg logr.Logger) (*Server, error) {
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	minTLS, err := ParseTLSVersion(cfg.TLSMinVersion)
 	if err != nil {
 		return nil, err

@@ -98,9 +98,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, int, bool) 
 		fmt.Fprintf(stderr, "gracekeeper serve: --cert-mode %q: must be files, certManager or self\n", certMode)
 		return o, 2, false
 	}
-	o.ExcludedNamespaces = []string{o.Namespace}
+	// app.Run adds --namespace itself.
 	for _, n := range strings.Split(excluded, ",") {
-		if n = strings.TrimSpace(n); n != "" && n != o.Namespace {
+		if n = strings.TrimSpace(n); n != "" {
 			o.ExcludedNamespaces = append(o.ExcludedNamespaces, n)
 		}
 	}

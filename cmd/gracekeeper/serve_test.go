@@ -54,13 +54,13 @@ func TestServeFlags(t *testing.T) {
 		}},
 		"non-positive body": {args: []string{"--namespace", "gk", "--max-body-bytes", "0"}, wantCode: 2, wantErr: "--max-body-bytes"},
 		"own namespace first": {args: []string{"--namespace", "gk", "--excluded-namespaces", "kube-system, gk ,,other"}, wantOK: true, check: func(t *testing.T, o serveOptions) {
-			if got := strings.Join(o.ExcludedNamespaces, ","); got != "gk,kube-system,other" {
+			if got := strings.Join(o.Excluded(), ","); got != "gk,kube-system,other" {
 				t.Errorf("excluded %q", got)
 			}
 		}},
 		"defaults": {args: []string{"--namespace", "gk"}, wantOK: true, check: func(t *testing.T, o serveOptions) {
 			if o.Webhook.Addr != ":9443" || o.Webhook.TLSMinVersion != "1.2" || o.Webhook.MaxBodyBytes != 3<<20 || o.LeaderElect || o.CertMode != app.CertModeFiles ||
-				strings.Join(o.ExcludedNamespaces, ",") != "gk,kube-system,kube-node-lease" {
+				strings.Join(o.Excluded(), ",") != "gk,kube-system,kube-node-lease" {
 				t.Errorf("defaults: %+v", o)
 			}
 		}},
