@@ -93,7 +93,7 @@ type running struct {
 func startTLS(t *testing.T, src Source, cfg Config) (*running, *Server, *prometheus.Registry) {
 	t.Helper()
 	dir := t.TempDir()
-	pool := testcert.MustWriteDir(t, dir, "gracekeeper-test")
+	pool := testcert.MustWriteDir(t, dir)
 	cfg.CertDir = dir
 	cfg.Addr = "127.0.0.1:0"
 	s, reg := newTestServer(t, src, cfg)

@@ -291,20 +291,31 @@ func TestTLS(t *testing.T) {
 // certificate new connections get, without restart (certwatcher).
 func TestCertReload(t *testing.T) {
 	r, _, _ := startTLS(t, testSource(t), Config{})
-	cn := func() string {
+	served := func() []byte {
 		conn, err := tls.Dial("tcp", strings.TrimPrefix(r.url, "https://"), &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // reading the served cert
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		return conn.ConnectionState().PeerCertificates[0].Subject.CommonName
+		return conn.ConnectionState().PeerCertificates[0].Raw
 	}
-	if got := cn(); got != "gracekeeper-test" {
-		t.Fatalf("CN %q", got)
+	before := served()
+	next, err := testcert.New()
+	if err != nil {
+		t.Fatal(err)
 	}
-	testcert.MustWriteDir(t, r.dir, "rotated")
+	want, err := next.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(before, want.Leaf.Raw) {
+		t.Fatal("the new certificate is the old one")
+	}
+	if err := next.WriteDir(r.dir); err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(20 * time.Second) // fsnotify, or certwatcher's 10s poll
-	for cn() != "rotated" {
+	for !bytes.Equal(served(), want.Leaf.Raw) {
 		if time.Now().After(deadline) {
 			t.Fatal("new certificate not served within 20s")
 		}

@@ -89,7 +89,7 @@ func TestServeAgainstControlPlane(t *testing.T) {
 	cfg := controlplane.Start(t)
 	ctrllog.SetLogger(logr.Discard())
 	dir := t.TempDir()
-	pool := testcert.MustWriteDir(t, dir, "serve-test")
+	pool := testcert.MustWriteDir(t, dir)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

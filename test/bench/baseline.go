@@ -21,11 +21,17 @@ import (
 // AdmissionReview. Measured in the same run, under the same load, it turns the
 // target's numbers into ratios that do not depend on the machine.
 func baselineServer() (url string, pool *x509.CertPool, stop func(), err error) {
-	pair, err := testcert.New("bench-baseline")
+	pair, err := testcert.New()
 	if err != nil {
 		return "", nil, nil, err
 	}
-	pool = pair.Pool()
+	if pool, err = pair.Pool(); err != nil {
+		return "", nil, nil, err
+	}
+	cert, err := pair.TLSCertificate()
+	if err != nil {
+		return "", nil, nil, err
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, nil, err
@@ -48,7 +54,7 @@ func baselineServer() (url string, pool *x509.CertPool, stop func(), err error) 
 		ReadHeaderTimeout: 10 * time.Second,
 		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12,
-			Certificates: []tls.Certificate{pair.TLSCertificate()}},
+			Certificates: []tls.Certificate{cert}},
 	}
 	go func() { _ = hs.ServeTLS(l, "", "") }()
 	stop = func() {

@@ -23,7 +23,7 @@ import (
 // gracekeeper server over TLS (verified with the server's CA).
 func TestLoadAgainstServer(t *testing.T) {
 	dir := t.TempDir()
-	testcert.MustWriteDir(t, dir, "bench")
+	testcert.MustWriteDir(t, dir)
 	ca := filepath.Join(dir, "tls.crt")
 	p := v1alpha1.LifecyclePolicy{ObjectMeta: metav1.ObjectMeta{Name: "web"}}
 	p.Spec.Match.PodSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}

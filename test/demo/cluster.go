@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 
 	"k8s.io/client-go/rest"
-	certutil "k8s.io/client-go/util/cert"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/gracekeeper/gracekeeper/test/controlplane"
@@ -59,26 +58,6 @@ func (c *cluster) stop() error {
 		return nil
 	}
 	return c.env.Stop()
-}
-
-// servingCert writes a serving certificate for 127.0.0.1 (signed by a fresh
-// CA, which the file also holds) as tls.crt and tls.key in dir, and returns
-// the PEM the webhook configurations trust as caBundle.
-func servingCert(dir string) ([]byte, error) {
-	crt, key, err := certutil.GenerateSelfSignedCertKey("127.0.0.1", []net.IP{net.ParseIP("127.0.0.1")}, []string{"localhost"})
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), crt, 0o600); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "tls.key"), key, 0o600); err != nil {
-		return nil, err
-	}
-	return crt, nil
 }
 
 // freePort asks the kernel for a free loopback port.

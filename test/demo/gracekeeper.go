@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/gracekeeper/gracekeeper/test/testcert"
 )
 
 // gkNamespace is the namespace gracekeeper "runs in" (its webhook
@@ -33,9 +35,15 @@ type gracekeeperProc struct {
 // prepare makes the serving certificate and picks the port.
 func prepare(dir string) (certDir string, ca []byte, port int, err error) {
 	certDir = filepath.Join(dir, "gracekeeper-certs")
-	if ca, err = servingCert(certDir); err != nil {
+	pair, err := testcert.New()
+	if err != nil {
 		return "", nil, 0, err
 	}
+	if err := pair.WriteDir(certDir); err != nil {
+		return "", nil, 0, err
+	}
+	// The webhook configurations trust the file's CA as caBundle.
+	ca = pair.CertPEM
 	port, err = freePort()
 	return certDir, ca, port, err
 }

@@ -1,75 +1,55 @@
-// Package testcert makes a self-signed serving certificate for 127.0.0.1,
-// for tests and local measuring tools that run a TLS server on loopback.
+// Package testcert makes a serving certificate for 127.0.0.1 (client-go's
+// certutil: a fresh CA and a certificate it signs), for tests and local tools
+// that run a TLS server on loopback.
 package testcert
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
-	"time"
+
+	certutil "k8s.io/client-go/util/cert"
 )
 
-// Pair is a self-signed certificate (its own CA) and its key.
+// Pair is the serving certificate (followed by its CA, as certutil writes
+// it) and its key, in PEM.
 type Pair struct {
 	CertPEM, KeyPEM []byte
-	Cert            *x509.Certificate
-	Key             *ecdsa.PrivateKey
 }
 
-// New makes a Pair named cn, valid for 127.0.0.1 from an hour ago to an hour on.
-func New(cn string) (*Pair, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// New makes a Pair for 127.0.0.1 and localhost.
+func New() (*Pair, error) {
+	crt, key, err := certutil.GenerateSelfSignedCertKey("127.0.0.1", []net.IP{net.ParseIP("127.0.0.1")}, []string{"localhost"})
 	if err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true, IsCA: true, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	return &Pair{
-		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}),
-		Cert:    cert, Key: key,
-	}, nil
+	return &Pair{CertPEM: crt, KeyPEM: key}, nil
 }
 
-// Pool is a CertPool that trusts the pair.
-func (p *Pair) Pool() *x509.CertPool {
+// Pool is a CertPool that trusts the pair (its CA, and the certificate).
+func (p *Pair) Pool() (*x509.CertPool, error) {
 	pool := x509.NewCertPool()
-	pool.AddCert(p.Cert)
-	return pool
+	if !pool.AppendCertsFromPEM(p.CertPEM) {
+		return nil, errors.New("testcert: no certificate in the PEM")
+	}
+	return pool, nil
 }
 
 // TLSCertificate is the pair for a tls.Config.
-func (p *Pair) TLSCertificate() tls.Certificate {
-	return tls.Certificate{Certificate: [][]byte{p.Cert.Raw}, PrivateKey: p.Key, Leaf: p.Cert}
+func (p *Pair) TLSCertificate() (tls.Certificate, error) {
+	return tls.X509KeyPair(p.CertPEM, p.KeyPEM)
 }
 
-// WriteDir writes tls.key then tls.crt into dir, each renamed into place, so
-// a certificate watcher never sees a certificate without its key.
+// WriteDir writes tls.key then tls.crt into dir (made if missing), each
+// renamed into place, so a certificate watcher never sees a certificate
+// without its key.
 func (p *Pair) WriteDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
 	for _, f := range []struct {
 		name string
 		data []byte
@@ -85,19 +65,23 @@ func (p *Pair) WriteDir(dir string) error {
 	return nil
 }
 
-// MustWriteDir is WriteDir of a new pair for tests: it returns the pool that
-// trusts it and fails the test on error.
+// MustWriteDir writes a new pair into dir for a test and returns the pool
+// that trusts it; any error fails the test.
 func MustWriteDir(t interface {
 	Helper()
 	Fatal(...any)
-}, dir, cn string) *x509.CertPool {
+}, dir string) *x509.CertPool {
 	t.Helper()
-	p, err := New(cn)
+	p, err := New()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := p.WriteDir(dir); err != nil {
 		t.Fatal(err)
 	}
-	return p.Pool()
+	pool, err := p.Pool()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pool
 }
