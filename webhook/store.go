@@ -108,7 +108,7 @@ func (p *PolicyStore) NeedLeaderElection() bool { return false }
 func (p *PolicyStore) Set() *policies.Set { return p.set.Load() }
 
 // Ready reports whether the first set has been built.
-func (p *PolicyStore) Ready() bool { return p.set.Load() != nil }
+func (p *PolicyStore) Ready() bool { return p.Set() != nil }
 
 // Namespace reads the namespace's labels from the cache, falling back to a
 // direct read for one the cache has not seen yet.
@@ -194,25 +194,11 @@ func (p *PolicyStore) writeStatus(ctx context.Context, pol *v1alpha1.LifecyclePo
 	}
 	updated := pol.DeepCopy()
 	updated.Status.ObservedGeneration = pol.Generation
-	apimeta.SetStatusCondition(&updated.Status.Conditions, cond)
-	if pol.Status.ObservedGeneration == updated.Status.ObservedGeneration &&
-		conditionsEqual(pol.Status.Conditions, updated.Status.Conditions) {
+	changed := apimeta.SetStatusCondition(&updated.Status.Conditions, cond)
+	if !changed && pol.Status.ObservedGeneration == pol.Generation {
 		return nil
 	}
 	return p.client.Status().Patch(ctx, updated, client.MergeFrom(pol))
-}
-
-func conditionsEqual(a, b []metav1.Condition) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		x, y := a[i], b[i]
-		if x.Type != y.Type || x.Status != y.Status || x.Reason != y.Reason || x.Message != y.Message || x.ObservedGeneration != y.ObservedGeneration {
-			return false
-		}
-	}
-	return true
 }
 
 func isClosed(c <-chan struct{}) bool {
