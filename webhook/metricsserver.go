@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"time"
@@ -39,20 +38,6 @@ func (m *MetricsServer) Start(ctx context.Context) error {
 	}
 	hs := &http.Server{Handler: m.h, ReadHeaderTimeout: defaultReadHeaderTimeout}
 	m.log.Info("serving metrics", "addr", l.Addr().String())
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(l) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		return err
-	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	// Nothing to drain: Prometheus retries a missed scrape.
+	return serveUntil(ctx, hs, l, 0, 5*time.Second, func() {})
 }

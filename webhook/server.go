@@ -205,6 +205,15 @@ func (s *Server) Start(ctx context.Context) error {
 	l := tls.NewListener(s.listener, s.tlsConfig(w))
 	s.mu.Unlock()
 	s.log.Info("serving admission webhooks", "addr", l.Addr().String(), "tlsMinVersion", tls.VersionName(s.minTLS))
+	return serveUntil(ctx, hs, l, s.cfg.DrainDelay, s.cfg.ShutdownTimeout, func() {
+		s.draining.Store(true)
+		s.log.Info("draining before shutdown", "delay", s.cfg.DrainDelay.String())
+	})
+}
+
+// serveUntil serves l until ctx ends, then calls stopping, keeps serving for
+// drain and shuts down, waiting at most timeout for requests in flight.
+func serveUntil(ctx context.Context, hs *http.Server, l net.Listener, drain, timeout time.Duration, stopping func()) error {
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
 	select {
@@ -212,14 +221,13 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 	}
-	s.draining.Store(true)
-	s.log.Info("draining before shutdown", "delay", s.cfg.DrainDelay.String())
+	stopping()
 	select {
-	case <-time.After(s.cfg.DrainDelay):
+	case <-time.After(drain):
 	case err := <-errc:
 		return err
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutting down: %w", err)
