@@ -81,6 +81,11 @@ type CleanupRecord struct {
 	GiveUpAfterSeconds int64  `json:"giveUpAfterSeconds"`
 }
 
+// SystemNamespaces are the namespaces gracekeeper never touches by default,
+// besides its own (DESIGN.md, Webhook registration; the chart's
+// webhook.excludeNamespaces default). A new slice each call.
+func SystemNamespaces() []string { return []string{"kube-system", "kube-node-lease"} }
+
 // Config holds engine-wide settings.
 type Config struct {
 	// ExcludedNamespaces are never mutated or validated, whatever the policies

@@ -65,8 +65,8 @@ func runCheck(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		Options: check.Options{
 			Namespace:       namespace,
 			NamespaceLabels: lbls,
-			// The namespaces the webhook configurations never send (DESIGN.md).
-			Engine: policies.Config{ExcludedNamespaces: []string{"kube-system", "kube-node-lease"}},
+			// The namespaces the webhook configurations never send.
+			Engine: policies.Config{ExcludedNamespaces: policies.SystemNamespaces()},
 		},
 		Files:       files,
 		PolicyPaths: pols,

@@ -18,6 +18,7 @@ import (
 
 	"github.com/gracekeeper/gracekeeper/app"
 	"github.com/gracekeeper/gracekeeper/certs"
+	"github.com/gracekeeper/gracekeeper/policies"
 	"github.com/gracekeeper/gracekeeper/webhook"
 )
 
@@ -49,7 +50,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, int, bool) 
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", "0", "plain-HTTP /metrics listen address for Prometheus (e.g. :8080); 0 disables it")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "elect a leader (Lease gracekeeper-leader in --namespace) for status writes, the finalizer controller and certificate renewal")
 	fs.StringVar(&o.Namespace, "namespace", "", "gracekeeper's own namespace: never mutated or validated; holds the leader Lease (required)")
-	fs.StringVar(&excluded, "excluded-namespaces", "kube-system,kube-node-lease", "comma-separated namespaces never mutated or validated, besides --namespace")
+	fs.StringVar(&excluded, "excluded-namespaces", strings.Join(policies.SystemNamespaces(), ","), "comma-separated namespaces never mutated or validated, besides --namespace")
 	fs.StringVar(&certMode, "cert-mode", string(app.CertModeFiles), "who writes --cert-dir: files (mounted or given), certManager (its Secret is mounted), self (gracekeeper issues and renews them)")
 	fs.StringVar(&o.Certs.SecretName, "cert-secret", "", "self mode: the Secret that keeps the CA and serving certificate")
 	fs.StringVar(&o.Certs.ServiceName, "service", "", "self mode: the Service the API server calls (the certificate's DNS names)")
