@@ -1,7 +1,9 @@
 // Package cluster drives the local single-node cluster of up.sh and down.sh
 // from Go tests: it says what this machine lacks to run one, brings one up
 // (or reuses the one `make cluster-up` started) and tears down what it
-// started itself.
+// started itself. The cluster lives in a network namespace of its own;
+// RESTConfig reaches it from a test running inside (test/cluster/exec.sh,
+// make e2e-local) or outside that namespace.
 package cluster
 
 import (
@@ -14,6 +16,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 // NodeName is the name up.sh gives the node.
@@ -38,6 +45,8 @@ type Cluster struct {
 	Kubeconfig string
 	// Dir is the temp dir holding all of its state.
 	Dir string
+	// Netns is the name of its network namespace (/run/netns/<Netns>).
+	Netns string
 	// Owned is true when Up started it, so Down stops it.
 	Owned bool
 	cfg   Config
@@ -57,7 +66,7 @@ func Missing(cfg Config) string {
 		return "the local cluster needs Linux (this is " + runtime.GOOS + ")"
 	}
 	if os.Geteuid() != 0 {
-		return "the local cluster needs root (the kubelet mounts, makes cgroups and a bridge)"
+		return "the local cluster needs root (it makes a network namespace; the kubelet mounts and makes cgroups)"
 	}
 	for _, b := range Binaries() {
 		if _, err := os.Stat(filepath.Join(cfg.Assets, b)); err != nil {
@@ -72,11 +81,9 @@ func Up(ctx context.Context, cfg Config) (*Cluster, error) {
 	if c, err := load(cfg); err == nil {
 		// A state file outliving its cluster (a crash, a reboot) must not
 		// pass for a running one.
-		ready := exec.CommandContext(ctx, filepath.Join(cfg.Assets, "kubectl"), "--kubeconfig", c.Kubeconfig,
-			"--request-timeout=10s", "get", "--raw", "/readyz")
-		if out, err := ready.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("%s names a cluster that does not answer (%v: %s); run `make cluster-down`",
-				filepath.Join(cfg.stateDir(), "state"), err, strings.TrimSpace(string(out)))
+		if err := c.ready(ctx); err != nil {
+			return nil, fmt.Errorf("%s names a cluster that does not answer (%v); run `make cluster-down`",
+				filepath.Join(cfg.stateDir(), "state"), err)
 		}
 		return c, nil
 	} else if !os.IsNotExist(err) {
@@ -91,6 +98,42 @@ func Up(ctx context.Context, cfg Config) (*Cluster, error) {
 	}
 	c.Owned = true
 	return c, nil
+}
+
+// RESTConfig is the admin config for the cluster. The API server listens
+// only inside the cluster's network namespace: from a process outside it,
+// connections are opened in that namespace (a process inside needs nothing).
+func (c *Cluster) RESTConfig() (*rest.Config, error) {
+	rc, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	if c.Netns == "" {
+		return rc, nil
+	}
+	path := filepath.Join("/run/netns", c.Netns)
+	inside, err := inNetns(path)
+	if err != nil {
+		return nil, fmt.Errorf("network namespace %s of the cluster: %w", c.Netns, err)
+	}
+	if !inside {
+		rc.Dial = dialInNetns(path)
+	}
+	return rc, nil
+}
+
+func (c *Cluster) ready(ctx context.Context) error {
+	rc, err := c.RESTConfig()
+	if err != nil {
+		return err
+	}
+	rc.Timeout = 10 * time.Second
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	_, err = cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+	return err
 }
 
 // Down runs down.sh when Up started the cluster; a reused one stays up.
@@ -128,6 +171,8 @@ func load(cfg Config) (*Cluster, error) {
 			c.Dir = v
 		case "KUBECONFIG":
 			c.Kubeconfig = v
+		case "NETNS":
+			c.Netns = v
 		}
 	}
 	if c.Kubeconfig == "" {

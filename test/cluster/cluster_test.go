@@ -19,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
 	"github.com/gracekeeper/gracekeeper/test/controlplane"
@@ -55,7 +54,7 @@ func TestNode(t *testing.T) {
 		}
 	})
 
-	rc, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	rc, err := c.RESTConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
