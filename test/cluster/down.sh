@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # down.sh stops the cluster that up.sh started and removes every trace of it:
 # its processes (by recorded PID, then containerd shims and container
-# processes that carry its temp dir or sit in the kubepods cgroups it made),
-# the mounts under its temp dir, the bridge, the iptables chains the kubelet
-# and kube-proxy created, the sysctls they changed, and the temp dir.
-# Safe to run after a failed start and to run twice.
+# processes that carry its temp dir, sit in the kubepods cgroups it made or
+# in its network namespace), the mounts under its temp dir, the network
+# namespace (and with it the bridge, the iptables rules of the kubelet and
+# kube-proxy, pod routes and net.* sysctls), the machine-wide sysctls the
+# kubelet changed, and the temp dir. It then checks that the namespace is
+# really gone. Safe to run after a failed start and to run twice.
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 K8S_BIN=${K8S_BIN:-$REPO/bin/k8s/v1.37.2}
 STATE_DIR=${CLUSTER_STATE_DIR:-$REPO/bin/cluster}
 STATE_FILE=$STATE_DIR/state
-BRIDGE=gk0
 
 log() { echo ">> $(date -u +%H:%M:%S) $*"; }
 
@@ -20,8 +21,8 @@ if [[ ! -f $STATE_FILE ]]; then
 	exit 0
 fi
 [[ $EUID -eq 0 ]] || { echo "cluster-down: needs root" >&2; exit 1; }
-DIR=
-PRE_VAR_LOG_CONTAINERS=1 PRE_RUN_CONTAINERD=1 PRE_OPT_CNI=1 PRE_ETC_CNI=1
+DIR= NETNS= NETNS_INODE=
+PRE_VAR_LOG_CONTAINERS=1 PRE_RUN_CONTAINERD=1 PRE_OPT_CNI=1 PRE_ETC_CNI=1 PRE_RUN_NETNS=1
 # shellcheck disable=SC1090
 source "$STATE_FILE"
 D=$DIR
@@ -29,7 +30,21 @@ if [[ -z $D || $D != /tmp/gk-cluster.* ]]; then
 	echo "cluster-down: $STATE_FILE names no gk-cluster temp dir (DIR=$D); refusing" >&2
 	exit 1
 fi
-log "stopping the cluster in $D"
+if [[ -n $NETNS && $NETNS != gk-* ]]; then
+	echo "cluster-down: $STATE_FILE names no gk- network namespace (NETNS=$NETNS); refusing" >&2
+	exit 1
+fi
+NSPATH=/run/netns/$NETNS
+# The namespace's inode, to find what is still in it (recorded at creation;
+# read now if up.sh died between creating and recording it).
+if [[ -z $NETNS_INODE && -n $NETNS && -e $NSPATH ]]; then
+	NETNS_INODE=$(stat -L -c %i "$NSPATH" 2>/dev/null)
+fi
+if [[ -n $NETNS_INODE && $(readlink /proc/self/ns/net) == "net:[$NETNS_INODE]" ]]; then
+	echo "cluster-down: runs inside the cluster's network namespace $NETNS, whose processes it ends; run it from the host" >&2
+	exit 1
+fi
+log "stopping the cluster in $D${NETNS:+ (network namespace $NETNS)}"
 
 # alive PID NAME: the PID still runs and is the process we started (its
 # command line names our binary), not a recycled PID.
@@ -63,9 +78,9 @@ CTR() { ctr -n k8s.io -a "$SOCK" "$@"; }
 
 # 1. Let the kubelet end the pods while everything still runs, so that the CNI
 #    plugin releases addresses and the kubelet unmounts volumes itself.
-if [[ -f $D/pids/kube-apiserver.pid ]] && alive "$(cat "$D/pids/kube-apiserver.pid")" kube-apiserver &&
+if [[ -e $NSPATH ]] && [[ -f $D/pids/kube-apiserver.pid ]] && alive "$(cat "$D/pids/kube-apiserver.pid")" kube-apiserver &&
 	[[ -f $D/pids/kubelet.pid ]] && alive "$(cat "$D/pids/kubelet.pid")" kubelet; then
-	K() { timeout 20 "$K8S_BIN/kubectl" --kubeconfig "$D/admin.kubeconfig" "$@"; }
+	K() { timeout 20 nsenter --net="$NSPATH" -- "$K8S_BIN/kubectl" --kubeconfig "$D/admin.kubeconfig" "$@"; }
 	# Finalizers would keep pods (and so their containers) around.
 	K get pods -A -o 'jsonpath={range .items[?(@.metadata.finalizers)]}{.metadata.namespace} {.metadata.name}{"\n"}{end}' 2>/dev/null |
 		while read -r ns name; do
@@ -102,7 +117,9 @@ fi
 stop containerd 15
 
 # 4. Anything left that is ours: shims carry our socket path in their
-#    arguments; container processes sit in the kubepods cgroups we made.
+#    arguments; container processes sit in the kubepods cgroups we made;
+#    whatever still runs in the cluster's network namespace (not a pod's: pods
+#    have namespaces of their own) was started by up.sh or a client of it.
 for f in $(grep -lsF -- "$D/" /proc/[0-9]*/cmdline); do
 	pid=${f#/proc/}
 	pid=${pid%/cmdline}
@@ -122,6 +139,21 @@ for c in $(cgroup_dirs); do
 	find "$c" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u | while read -r pid; do
 		kill -KILL "$pid" 2>/dev/null
 	done
+done
+# in_netns: PIDs of processes in the cluster's network namespace.
+in_netns() {
+	[[ -n $NETNS_INODE ]] || return 0
+	local f
+	for f in /proc/[0-9]*/ns/net; do
+		[[ $(readlink "$f" 2>/dev/null) == "net:[$NETNS_INODE]" ]] || continue
+		f=${f#/proc/}
+		echo "${f%%/*}"
+	done
+}
+for pid in $(in_netns); do
+	[[ $pid == "$$" ]] && continue
+	log "killing leftover process $pid in $NETNS: $({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | cut -c1-120)"
+	kill -KILL "$pid" 2>/dev/null
 done
 sleep 0.3
 
@@ -145,35 +177,28 @@ for c in $(cgroup_dirs); do
 	find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null
 done
 
-# 7. Network: the bridge, and the iptables chains that did not exist before.
-ip link del "$BRIDGE" 2>/dev/null
-if [[ -x $K8S_BIN/kube-proxy ]]; then
-	"$K8S_BIN/kube-proxy" --cleanup --v=0 >"$D/logs/kube-proxy-cleanup.log" 2>&1
+# 7. Network: deleting the namespace takes its bridge, veths, routes,
+#    iptables rules and net.* sysctls with it, once nothing is in it any more
+#    (processes: step 4; pod namespaces' mounts: step 5). The host's network
+#    namespace was never touched, so there is nothing to undo there.
+netns_left=""
+if [[ -n $NETNS ]]; then
+	if [[ -e $NSPATH ]]; then
+		ip netns del "$NETNS" 2>/dev/null || umount "$NSPATH" 2>/dev/null
+		rm -f "$NSPATH" 2>/dev/null
+	fi
+	[[ -e $NSPATH ]] && netns_left+=" $NSPATH still exists;"
+	left_pids=$(in_netns | grep -vx "$$" | tr '\n' ' ')
+	[[ -n $left_pids ]] && netns_left+=" processes still in it: $left_pids;"
+	# ip netns made /run/netns (a shared bind mount of itself) if it was not
+	# there; undo that when no other namespace lives in it.
+	if [[ $PRE_RUN_NETNS == 0 && -d /run/netns ]] && [[ -z $(ls -A /run/netns) ]]; then
+		awk '$5 == "/run/netns" {found=1} END {exit !found}' /proc/self/mountinfo && umount /run/netns 2>/dev/null
+		rmdir /run/netns 2>/dev/null
+	fi
 fi
-clean_chains() { # iptables|ip6tables v4|v6
-	local ipt=$1 fam=$2 t chain rule
-	command -v "$ipt" >/dev/null || return 0
-	for t in filter nat mangle; do
-		local before=$D/chains.$fam.$t
-		[[ -f $before ]] || continue
-		for chain in $("$ipt" -t $t -S 2>/dev/null | awk '$1=="-N"{print $2}' | grep -E '^(KUBE-|CNI-)'); do
-			grep -qx -- "$chain" "$before" && continue
-			# Drop the jumps into it, then the chain itself.
-			"$ipt" -t $t -S 2>/dev/null | grep -E -- "-j $chain( |$)" | while read -r rule; do
-				# shellcheck disable=SC2086
-				"$ipt" -t $t ${rule/-A /-D } 2>/dev/null
-			done
-			"$ipt" -t $t -F "$chain" 2>/dev/null
-		done
-		for chain in $("$ipt" -t $t -S 2>/dev/null | awk '$1=="-N"{print $2}' | grep -E '^(KUBE-|CNI-)'); do
-			grep -qx -- "$chain" "$before" || "$ipt" -t $t -X "$chain" 2>/dev/null
-		done
-	done
-}
-clean_chains iptables v4
-clean_chains ip6tables v6
 
-# 8. Sysctls back to what they were.
+# 8. Machine-wide sysctls back to what they were.
 if [[ -f $D/sysctls ]]; then
 	while IFS='=' read -r k v; do
 		[[ $(sysctl -n "$k" 2>/dev/null) == "$v" ]] || sysctl -q -w "$k=$v" >/dev/null 2>&1
@@ -194,6 +219,10 @@ if awk -v d="$D" 'index($5, d) == 1 {found=1} END {exit !found}' /proc/self/moun
 	echo "cluster-down: mounts remain under $D; left it and $STATE_FILE for another try" >&2
 	exit 1
 fi
+if [[ -n $netns_left ]]; then
+	echo "cluster-down: network namespace $NETNS not gone:$netns_left left $STATE_FILE for another try" >&2
+	exit 1
+fi
 rm -rf "$D"
 rm -f "$STATE_FILE" "$STATE_DIR/kubeconfig"
-log "cluster down; nothing of it remains"
+log "cluster down; nothing of it remains${NETNS:+ (network namespace $NETNS deleted)}"

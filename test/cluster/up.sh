@@ -7,11 +7,20 @@
 #
 # Every piece of state lives under one temp dir, recorded in $STATE_DIR/state
 # before anything starts, so that down.sh can undo a failed start too.
-# Linux and root only. Nothing listens beyond this machine's own addresses and
-# the pod bridge; ip_forward stays as it is, so no pod traffic leaves it.
+# Linux and root only.
+#
+# The whole cluster runs in a network namespace of its own (`ip netns add
+# gk-XXXXXX`), entered with `nsenter --net` so that every process keeps the
+# host's mount namespace (the kubelet's volume mounts must be seen by
+# containerd and runc, and down.sh must see them to unmount them). The pod
+# bridge, the node address, kube-proxy's and the kubelet's iptables rules,
+# pod routes and net.* sysctls all live in that namespace, which has no link
+# to the host: nothing of the cluster touches the host's network namespace
+# and no packet of it can leave the machine. Clients (kubectl, helm, go
+# test) run inside it too: test/cluster/exec.sh.
 #
 # Environment: K8S_BIN (binaries), CLUSTER_STATE_DIR (state file + kubeconfig),
-# NODE_IP (default: this machine's primary non-loopback IPv4 address),
+# NODE_IP (default 10.87.0.1: an address on the namespace's loopback device),
 # CLUSTER_TIMEOUT (seconds to wait for the node and the smoke pod, default 120),
 # KEEP_ON_FAILURE=1 (leave a failed cluster up for inspection).
 set -euo pipefail
@@ -23,6 +32,9 @@ STATE_FILE=$STATE_DIR/state
 TIMEOUT=${CLUSTER_TIMEOUT:-120}
 NODE_NAME=gk-node
 BRIDGE=gk0
+# The node's address inside the namespace. Not in 127.0.0.0/8: it is the
+# endpoint of the kubernetes Service, which pods reach through the bridge.
+NODE_IP=${NODE_IP:-10.87.0.1}
 POD_CIDR=10.88.0.0/16
 SERVICE_CIDR=10.0.0.0/24
 ETCD_PORT=23790
@@ -31,8 +43,11 @@ API_PORT=6443
 PAUSE_IMAGE=gracekeeper.local/pause:1
 TEST_IMAGE=gracekeeper.local/testbox:1
 CNI_BIN=/usr/lib/cni
-# Sysctls the kubelet and kube-proxy may change; down.sh restores them.
-SYSCTLS="vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.conf.all.route_localnet net.bridge.bridge-nf-call-iptables net.ipv4.ip_forward"
+# Machine-wide (not per network namespace) sysctls the kubelet sets at start
+# (container_manager_linux.go setupKernelTunables); down.sh restores them.
+# The net.* ones that the kubelet, kube-proxy and the CNI plugin change are
+# per namespace and go away with it.
+SYSCTLS="vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes"
 
 log() { echo ">> $(date -u +%H:%M:%S) $*"; }
 die() { echo "cluster-up: $*" >&2; exit 1; }
@@ -49,7 +64,7 @@ for d in memory cpu pids; do
 	if [[ -d /sys/fs/cgroup/$d/kubepods ]]; then die "/sys/fs/cgroup/$d/kubepods exists: another kubelet runs on this machine"; fi
 done
 if [[ -e /sys/fs/cgroup/cgroup.controllers && -d /sys/fs/cgroup/kubepods ]]; then die "/sys/fs/cgroup/kubepods exists: another kubelet runs on this machine"; fi
-if ip link show "$BRIDGE" >/dev/null 2>&1; then die "bridge $BRIDGE exists: run 'make cluster-down' first"; fi
+[[ $NODE_IP != 127.* ]] || die "NODE_IP=$NODE_IP: a loopback address cannot be the kubernetes Service's endpoint"
 
 # --- packages -----------------------------------------------------------------
 missing=()
@@ -58,6 +73,8 @@ command -v runc >/dev/null || missing+=(runc)
 [[ -x $CNI_BIN/bridge && -x $CNI_BIN/host-local ]] || missing+=(containernetworking-plugins)
 [[ -x /bin/busybox ]] || missing+=(busybox-static)
 command -v iptables >/dev/null || missing+=(iptables)
+command -v ip >/dev/null || missing+=(iproute2)
+command -v nsenter >/dev/null || missing+=(util-linux)
 command -v conntrack >/dev/null || missing+=(conntrack)
 command -v openssl >/dev/null || missing+=(openssl)
 if ((${#missing[@]})); then
@@ -71,7 +88,12 @@ fi
 mkdir -p "$STATE_DIR"
 D=$(mktemp -d /tmp/gk-cluster.XXXXXX)
 chmod 755 "$D"
-echo "DIR=$D" >"$STATE_FILE"
+# The namespace is named after the temp dir, and recorded before it exists.
+NETNS=gk-${D#/tmp/gk-cluster.}
+{
+	echo "DIR=$D"
+	echo "NETNS=$NETNS"
+} >"$STATE_FILE"
 mkdir -p "$D"/{pids,logs,pki,etcd,containerd,cni/net.d,cni/data,kubelet/root,kubelet/certs,kubelet/volume-plugins,kubelet/pod-logs,images}
 chmod 700 "$D/etcd" "$D/pki"
 # What existed before, so that down.sh removes only what this run made.
@@ -80,13 +102,11 @@ chmod 700 "$D/etcd" "$D/pki"
 	echo "PRE_RUN_CONTAINERD=$([[ -d /run/containerd ]] && echo 1 || echo 0)"
 	echo "PRE_OPT_CNI=$([[ -d /opt/cni ]] && echo 1 || echo 0)"
 	echo "PRE_ETC_CNI=$([[ -d /etc/cni ]] && echo 1 || echo 0)"
+	# `ip netns add` makes /run/netns (a shared bind mount of itself) on first use.
+	echo "PRE_RUN_NETNS=$([[ -d /run/netns ]] && echo 1 || echo 0)"
 } >>"$STATE_FILE"
 for s in $SYSCTLS; do
 	v=$(sysctl -n "$s" 2>/dev/null) && echo "$s=$v" >>"$D/sysctls"
-done
-for t in filter nat mangle; do
-	{ iptables -t $t -S 2>/dev/null || true; } | awk '$1=="-N"{print $2}' >"$D/chains.v4.$t"
-	{ ip6tables -t $t -S 2>/dev/null || true; } | awk '$1=="-N"{print $2}' >"$D/chains.v6.$t"
 done
 
 failed() {
@@ -108,12 +128,18 @@ failed() {
 }
 trap failed EXIT
 
-# start NAME CMD...: runs CMD in its own session (so ^C on make does not reach
-# it), logs to logs/NAME.log and records its PID for down.sh.
+# NS CMD...: runs CMD in the cluster's network namespace, in the host's mount
+# namespace (`ip netns exec` would give it a private one).
+NSPATH=/run/netns/$NETNS
+NS() { nsenter --net="$NSPATH" -- "$@"; }
+
+# start NAME CMD...: runs CMD in the namespace and in its own session (so ^C
+# on make does not reach it), logs to logs/NAME.log and records its PID for
+# down.sh (setsid and nsenter exec, so $! is CMD's PID).
 start() {
 	local name=$1
 	shift
-	setsid "$@" >"$D/logs/$name.log" 2>&1 </dev/null &
+	setsid nsenter --net="$NSPATH" -- "$@" >"$D/logs/$name.log" 2>&1 </dev/null &
 	echo $! >"$D/pids/$name.pid"
 }
 
@@ -128,19 +154,20 @@ wait_for() {
 	die "timed out after ${secs}s waiting for $what"
 }
 
-# --- addresses -----------------------------------------------------------------
-# The machine's own address (the source of its default route) lets pods reach
-# the API server through the kubernetes Service; a loopback address cannot be
-# an endpoint, so then the reconciler is off and only the host can reach it.
-if [[ -z ${NODE_IP:-} ]]; then
-	NODE_IP=$(ip -4 -o route get 192.0.2.255 2>/dev/null | awk '{for(i=1;i<NF;i++) if($i=="src"){print $(i+1); exit}}') || true
-	[[ -n $NODE_IP ]] || NODE_IP=$(ip -4 -o addr show scope global | awk '{split($4,a,"/"); print a[1]; exit}')
-	[[ -n $NODE_IP ]] || NODE_IP=127.0.0.1
-fi
-RECONCILER=()
-[[ $NODE_IP == 127.* ]] && RECONCILER=(--endpoint-reconciler-type=none)
+# --- the network namespace: loopback, the node address, the pod bridge -------
+# It has no route and no link out; addresses in it cannot clash with the
+# host's. The node address sits on the namespace's loopback device (no dummy
+# module needed); pods reach it from the bridge through kube-proxy's DNAT of
+# the kubernetes Service.
+ip netns add "$NETNS"
+echo "NETNS_INODE=$(stat -L -c %i "$NSPATH")" >>"$STATE_FILE"
+NS ip link set lo up
+NS ip addr add "$NODE_IP/32" dev lo
+NS ip link add "$BRIDGE" type bridge
+NS ip addr add "${POD_CIDR%.*.*}.0.1/16" dev "$BRIDGE"
+NS ip link set "$BRIDGE" up
 echo "NODE_IP=$NODE_IP" >>"$STATE_FILE"
-log "temp dir $D, node $NODE_NAME at $NODE_IP"
+log "temp dir $D, network namespace $NETNS, node $NODE_NAME at $NODE_IP"
 
 # --- PKI: a CA, the API server's serving cert, its kubelet client cert, the
 # service-account signing key. Components authenticate with static tokens. ----
@@ -197,7 +224,7 @@ kubeconfig "$D/scheduler.kubeconfig" "$SCHED_TOKEN"
 kubeconfig "$D/kubelet.kubeconfig" "$KUBELET_TOKEN"
 kubeconfig "$D/proxy.kubeconfig" "$PROXY_TOKEN"
 export KUBECONFIG
-K() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG" "$@"; }
+K() { NS "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG" "$@"; }
 
 # --- control plane ---------------------------------------------------------------
 log "starting etcd and kube-apiserver"
@@ -207,7 +234,7 @@ start etcd "$K8S_BIN/etcd" --name gk --data-dir "$D/etcd" \
 	--initial-cluster "gk=http://127.0.0.1:$ETCD_PEER_PORT" --listen-metrics-urls "" --log-level warn
 start kube-apiserver "$K8S_BIN/kube-apiserver" \
 	--etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-	--advertise-address "$NODE_IP" --bind-address "$NODE_IP" --secure-port "$API_PORT" "${RECONCILER[@]}" \
+	--advertise-address "$NODE_IP" --bind-address "$NODE_IP" --secure-port "$API_PORT" \
 	--cert-dir "$P/apiserver" --tls-cert-file "$P/apiserver.crt" --tls-private-key-file "$P/apiserver.key" \
 	--client-ca-file "$P/ca.crt" --token-auth-file "$P/tokens.csv" \
 	--authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction --allow-privileged=true \
@@ -271,10 +298,7 @@ for extra in ${EXTRA_IMAGE_TARBALLS:-}; do
 	CTR images import "$extra" >>"$D/logs/images.log" 2>&1 || die "ctr import $extra failed"
 done
 
-# --- pod network: our own bridge and host-local range, both removed by down.sh --
-ip link add "$BRIDGE" type bridge
-ip addr add "${POD_CIDR%.*.*}.0.1/16" dev "$BRIDGE"
-ip link set "$BRIDGE" up
+# --- pod network: the namespace's bridge and our own host-local range --------
 cat >"$D/cni/net.d/10-gk.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
@@ -375,4 +399,4 @@ K wait --for=condition=Ready pod/gk-smoke --timeout="${TIMEOUT}s" >/dev/null || 
 }
 K delete pod gk-smoke --wait=true --timeout=60s >/dev/null
 trap - EXIT
-log "cluster up in ${SECONDS}s. export KUBECONFIG=$STATE_DIR/kubeconfig ; make cluster-down stops it"
+log "cluster up in ${SECONDS}s in network namespace $NETNS. Clients run inside it: test/cluster/exec.sh kubectl get pods -A ; make cluster-down stops it"
