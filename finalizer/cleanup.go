@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -70,78 +69,4 @@ func post(ctx context.Context, hc *http.Client, url string, timeout time.Duratio
 		return fmt.Errorf("POST %s: %s: %q", url, resp.Status, bytes.TrimSpace(snippet))
 	}
 	return nil
-}
-
-// backoff spaces out the POSTs of a failing cleanup step, per pod and
-// finalizer. It is only pacing: losing it on restart means one early retry;
-// the give-up time is derived from the pod's deletionTimestamp.
-type backoff struct {
-	base, max time.Duration
-	mu        sync.Mutex
-	pods      map[types.NamespacedName]*podBackoff
-}
-
-type podBackoff struct {
-	uid   types.UID
-	steps map[string]step
-}
-
-type step struct {
-	failures int
-	next     time.Time
-}
-
-func newBackoff(base, max time.Duration) *backoff {
-	return &backoff{base: base, max: max, pods: map[types.NamespacedName]*podBackoff{}}
-}
-
-// due returns when the step may be tried again (zero: now).
-func (b *backoff) due(key types.NamespacedName, uid types.UID, finalizer string) time.Time {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if p := b.pods[key]; p != nil && p.uid == uid {
-		return p.steps[finalizer].next
-	}
-	return time.Time{}
-}
-
-// failed records a failure and returns the delay until the next try.
-func (b *backoff) failed(key types.NamespacedName, uid types.UID, finalizer string, now time.Time) time.Duration {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	p := b.pods[key]
-	if p == nil || p.uid != uid {
-		p = &podBackoff{uid: uid, steps: map[string]step{}}
-		b.pods[key] = p
-	}
-	s := p.steps[finalizer]
-	d := b.base
-	for i := 0; i < s.failures && d < b.max; i++ {
-		d *= 2
-	}
-	d = min(d, b.max)
-	s.failures++
-	s.next = now.Add(d)
-	p.steps[finalizer] = s
-	return d
-}
-
-// done forgets a step (nil finalizers: the whole pod).
-func (b *backoff) done(key types.NamespacedName, finalizers ...string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	p := b.pods[key]
-	if p == nil {
-		return
-	}
-	if len(finalizers) == 0 {
-		delete(b.pods, key)
-		return
-	}
-	for _, f := range finalizers {
-		delete(p.steps, f)
-	}
-	if len(p.steps) == 0 {
-		delete(b.pods, key)
-	}
 }

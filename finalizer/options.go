@@ -16,6 +16,8 @@ const (
 	DefaultBackoffBase       = time.Second
 	DefaultBackoffMax        = 5 * time.Minute
 	DefaultMaxConcurrent     = 8
+	DefaultEventRetryWindow  = 30 * time.Second
+	DefaultAPITimeout        = 10 * time.Second
 	DefaultReportingInstance = "gracekeeper"
 	// ReportingController names gracekeeper in the Events it writes.
 	ReportingController = "gracekeeper.dev/finalizer"
@@ -40,6 +42,14 @@ type Options struct {
 	// BackoffBase and BackoffMax bound the exponential retry of a failing
 	// cleanup POST.
 	BackoffBase, BackoffMax time.Duration
+	// EventRetryWindow bounds how long a record whose Event the API server
+	// fails to take (timeouts, 5xx, 429) is retried before it is written to
+	// the log instead and the finalizer removed. Refusals (namespace
+	// terminating, forbidden, invalid) go to the log at once.
+	EventRetryWindow time.Duration
+	// APITimeout bounds each Event write, node read and finalizer patch, so
+	// a hanging API server never holds a worker.
+	APITimeout time.Duration
 	// MaxConcurrentReconciles bounds how many pods are worked on at once.
 	MaxConcurrentReconciles int
 	// Registerer receives the metrics. Nil: metrics are kept but not exported.
@@ -71,6 +81,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.BackoffMax < o.BackoffBase {
 		o.BackoffMax = o.BackoffBase
+	}
+	if o.EventRetryWindow <= 0 {
+		o.EventRetryWindow = DefaultEventRetryWindow
+	}
+	if o.APITimeout <= 0 {
+		o.APITimeout = DefaultAPITimeout
 	}
 	if o.MaxConcurrentReconciles <= 0 {
 		o.MaxConcurrentReconciles = DefaultMaxConcurrent

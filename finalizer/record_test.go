@@ -298,12 +298,19 @@ func TestTransformPod(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	b := newBackoff(time.Second, 5*time.Second)
+// TestRetries: client-go's exponential per-item limiter paces each step of
+// each pod; the first failure is remembered (it bounds Event retries); a new
+// pod under the same name starts afresh; done forgets.
+func TestRetries(t *testing.T) {
+	b := newRetries(time.Second, 5*time.Second)
 	key := podKey("ns", "p")
 	var got []time.Duration
-	for range 5 {
-		got = append(got, b.failed(key, "u", "f", t0))
+	for i := range 5 {
+		d, first := b.failed(key, "u", "f", t0.Add(time.Duration(i)*time.Second))
+		if !first.Equal(t0) {
+			t.Errorf("first failure = %v, want %v", first, t0)
+		}
+		got = append(got, d)
 	}
 	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second}
 	for i := range want {
@@ -311,15 +318,24 @@ func TestBackoff(t *testing.T) {
 			t.Fatalf("delays = %v, want %v", got, want)
 		}
 	}
-	if due := b.due(key, "u", "f"); !due.Equal(t0.Add(5 * time.Second)) {
+	if due := b.due(key, "u", "f"); !due.Equal(t0.Add(4*time.Second + 5*time.Second)) {
 		t.Errorf("due = %v", due)
 	}
-	if due := b.due(key, "other-uid", "f"); !due.IsZero() {
-		t.Errorf("a new pod under the same name inherited the backoff: %v", due)
+	if due := b.due(key, "u", "other-step"); !due.IsZero() {
+		t.Errorf("another step inherited the backoff: %v", due)
+	}
+	if b.markLogged(key, "u", "f") || !b.markLogged(key, "u", "f") {
+		t.Error("markLogged must report false the first time, true after")
+	}
+	if d, first := b.failed(key, "other-uid", "f", t0.Add(time.Minute)); d != time.Second || !first.Equal(t0.Add(time.Minute)) {
+		t.Errorf("a new pod under the same name inherited the backoff: %v since %v", d, first)
 	}
 	b.done(key, "f")
-	if due := b.due(key, "u", "f"); !due.IsZero() {
+	if due := b.due(key, "other-uid", "f"); !due.IsZero() {
 		t.Errorf("done did not forget: %v", due)
+	}
+	if d, _ := b.failed(key, "other-uid", "f", t0); d != time.Second {
+		t.Errorf("after done the delay restarts at the base, got %v", d)
 	}
 }
 
