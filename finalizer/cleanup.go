@@ -11,8 +11,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
-
-	"github.com/gracekeeper/gracekeeper/policies"
 )
 
 // CleanupRequest is the JSON body POSTed to a cleanup URL. The endpoint must
@@ -32,10 +30,10 @@ type CleanupRequest struct {
 	Containers []ContainerEnd `json:"containers"`
 }
 
-func newCleanupRequest(pod *corev1.Pod, owner Owner, rec Record, c policies.CleanupRecord) CleanupRequest {
+func newCleanupRequest(pod *corev1.Pod, owner Owner, rec Record, t target) CleanupRequest {
 	return CleanupRequest{
 		IdempotencyKey: string(pod.UID),
-		Policy:         c.Policy, Finalizer: c.Finalizer,
+		Policy:         t.policy, Finalizer: t.finalizer,
 		Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID,
 		Owner: owner, Node: pod.Spec.NodeName, Cause: rec.Cause, Containers: rec.Containers,
 	}
@@ -44,7 +42,9 @@ func newCleanupRequest(pod *corev1.Pod, owner Owner, rec Record, c policies.Clea
 // maxErrorBody bounds how much of a failed answer goes into logs.
 const maxErrorBody = 256
 
-// post sends one cleanup request; nil means a 2xx answer.
+// post sends one cleanup request; nil means a 2xx answer. timeout bounds the
+// whole exchange (connect, TLS, headers, body). A 3xx is a failure: the
+// client never follows redirects (Options.HTTPClient).
 func post(ctx context.Context, hc *http.Client, url string, timeout time.Duration, body CleanupRequest) error {
 	raw, err := json.Marshal(body)
 	if err != nil {
@@ -65,6 +65,9 @@ func post(ctx context.Context, hc *http.Client, url string, timeout time.Duratio
 	defer resp.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // let the connection be reused
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return fmt.Errorf("POST %s: %s: redirects are not followed", url, resp.Status)
+	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return fmt.Errorf("POST %s: %s: %q", url, resp.Status, bytes.TrimSpace(snippet))
 	}

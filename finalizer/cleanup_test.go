@@ -98,7 +98,7 @@ func TestCleanup(t *testing.T) {
 	startManager(t, Options{Registerer: reg, HTTPClient: srv.Client(), BackoffBase: 100 * time.Millisecond, BackoffMax: 500 * time.Millisecond}, nil)
 
 	rec := func(path string, timeout int32, giveUp int64) policies.CleanupRecord {
-		return policies.CleanupRecord{Policy: "ipam", Finalizer: "example.com/release" + strings.ReplaceAll(path, "/", "-"), URL: srv.URL + path, TimeoutSeconds: timeout, GiveUpAfterSeconds: giveUp}
+		return createPolicy(t, "ipam"+strings.ReplaceAll(path, "/", "-"), "example.com/release"+strings.ReplaceAll(path, "/", "-"), srv.URL+path, timeout, giveUp)
 	}
 
 	t.Run("2xx removes the finalizer; the body identifies the pod", func(t *testing.T) {
@@ -116,7 +116,7 @@ func TestCleanup(t *testing.T) {
 		}
 		b := bodies[0]
 		if b.IdempotencyKey != string(p.UID) || keys[0] != string(p.UID) || b.UID != p.UID || b.Namespace != ns || b.Name != "ok" ||
-			b.Node != "node-a" || b.Owner.Kind != "Pod" || b.Finalizer != r.Finalizer || b.Policy != "ipam" {
+			b.Node != "node-a" || b.Owner.Kind != "Pod" || b.Finalizer != r.Finalizer || b.Policy != "ipam-ok" {
 			t.Errorf("body = %+v, key header %q", b, keys[0])
 		}
 		if len(b.Containers) != 1 || b.Containers[0].Name != "web" || b.Containers[0].ExitCode == nil || *b.Containers[0].ExitCode != 0 || b.Containers[0].Reason != "Completed" {

@@ -26,6 +26,9 @@ import (
 // ControllerName names the controller (logs, metrics of controller-runtime).
 const ControllerName = "gracekeeper-finalizer"
 
+// CleanupControllerName names the controller that runs cleanup steps.
+const CleanupControllerName = "gracekeeper-finalizer-cleanup"
+
 // Reconciler does the work of gracekeeper's finalizers on deleted pods and
 // removes them.
 type Reconciler struct {
@@ -67,15 +70,23 @@ func Setup(mgr manager.Manager, opts Options) error {
 
 // SetupWithManager adds an already built reconciler to mgr (tests use it to
 // wrap the client with faults).
+// Two controllers share the pod informer: the termination records, and the
+// cleanup POSTs with their own bounded workers, so that slow or hanging
+// cleanup endpoints never starve the records (and finalizers) of other pods.
 func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
-		Named(ControllerName).
-		// Only deleted pods have work; a running pod's status updates do not.
-		For(&corev1.Pod{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
-			return o.GetDeletionTimestamp() != nil
-		}))).
+	// Only deleted pods have work; a running pod's status updates do not.
+	deleted := builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return o.GetDeletionTimestamp() != nil
+	}))
+	err := ctrl.NewControllerManagedBy(mgr).Named(ControllerName).For(&corev1.Pod{}, deleted).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles}).
 		Complete(r)
+	if err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).Named(CleanupControllerName).For(&corev1.Pod{}, deleted).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.CleanupWorkers}).
+		Complete(reconcile.Func(r.reconcileCleanups))
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -88,7 +99,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 		return reconcile.Result{}, err
 	}
-	after, err := r.finish(ctx, pod, false)
+	after, err := r.finish(ctx, pod, false, terminationStep)
+	return reconcile.Result{RequeueAfter: after}, err
+}
+
+// reconcileCleanups is the cleanup controller's Reconcile: the cleanup
+// steps only, on at most Options.CleanupWorkers pods at once.
+func (r *Reconciler) reconcileCleanups(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	pod := &corev1.Pod{}
+	if err := r.client.Get(ctx, req.NamespacedName, pod); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	after, err := r.finish(ctx, pod, false, cleanupSteps)
 	return reconcile.Result{RequeueAfter: after}, err
 }
 
@@ -96,11 +118,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 // whose work is done. It returns when to look again (0: no need).
 // released: release-finalizers is running (uninstall): every gracekeeper
 // finalizer goes now, after recording what can be recorded.
-func (r *Reconciler) finish(ctx context.Context, pod *corev1.Pod, released bool) (time.Duration, error) {
+func (r *Reconciler) finish(ctx context.Context, pod *corev1.Pod, released bool, which steps) (time.Duration, error) {
 	logger := log.FromContext(ctx).WithValues("uid", pod.UID)
 	own := ownedFinalizers(pod)
-	for _, s := range own.skipped {
-		logger.Info("cleanup record ignored", "reason", s)
+	if which&cleanupSteps == 0 {
+		own.cleanups = nil
+	} else {
+		for _, s := range own.skipped {
+			logger.Info("cleanup record ignored", "reason", s)
+		}
+	}
+	if which&terminationStep == 0 {
+		own.termination = false
 	}
 	if !own.any() || (pod.DeletionTimestamp == nil && !released) {
 		return 0, nil
@@ -123,6 +152,17 @@ func (r *Reconciler) finish(ctx context.Context, pod *corev1.Pod, released bool)
 	}
 	return out.requeue, errors.Join(out.errs...)
 }
+
+// steps selects what finish does: the two controllers split the work so
+// that cleanups (bounded by their own workers, each POST by its timeout)
+// never hold up the termination records of other pods.
+type steps int
+
+const (
+	terminationStep steps = 1 << iota
+	cleanupSteps
+	allSteps = terminationStep | cleanupSteps
+)
 
 // work is what the steps of one pod share.
 type work struct {
@@ -223,61 +263,71 @@ func (r *Reconciler) terminationStep(ctx context.Context, w *work) outcome {
 	return done
 }
 
-// cleanupStep runs one cleanup step: POST, retry with backoff, give up.
+// cleanupStep runs one cleanup step as the current policy declares it:
+// POST, retry with backoff, give up. The POST is cut at the give-up time too.
 func (r *Reconciler) cleanupStep(ctx context.Context, w *work, c policies.CleanupRecord) outcome {
-	giveUpAt := time.Time{}
-	if c.GiveUpAfterSeconds > 0 && !w.alive {
-		giveUpAt = w.pod.DeletionTimestamp.Add(time.Duration(c.GiveUpAfterSeconds) * time.Second)
-	}
-	switch {
-	case w.alive:
+	if w.alive {
 		// Uninstall while the pod still runs: releasing now would pull the
 		// resource from under it; nobody will release it when it ends.
-		return r.abandon(ctx, w, c, "was released by `gracekeeper release-finalizers` (uninstall) while the pod was running")
-	case !giveUpAt.IsZero() && !w.now.Before(giveUpAt):
-		return r.abandon(ctx, w, c, fmt.Sprintf("got no 2xx answer within giveUpAfterSeconds %d of the deletion", c.GiveUpAfterSeconds))
+		return r.abandon(ctx, w, c.Policy, c.Finalizer, "was released by `gracekeeper release-finalizers` (uninstall) while the pod was running")
 	}
-	if due := r.retries.due(w.key, w.pod.UID, c.Finalizer); !w.released && w.now.Before(due) {
+	t, why, err := r.currentTarget(ctx, w.pod, c)
+	switch {
+	case err != nil && (w.released || !w.now.Before(w.pod.DeletionTimestamp.Add(DefaultPolicyUnreadableGiveUp))):
+		return r.abandon(ctx, w, c.Policy, c.Finalizer, fmt.Sprintf("could not be looked up in its policy (%v); nothing was called", err))
+	case err != nil:
+		return outcome{errs: []error{err}}
+	case why != "":
+		return r.abandon(ctx, w, c.Policy, c.Finalizer, why+"; nothing was called")
+	}
+	giveUpAt := time.Time{}
+	if t.giveUp > 0 {
+		giveUpAt = w.pod.DeletionTimestamp.Add(t.giveUp)
+		if !w.now.Before(giveUpAt) {
+			return r.abandon(ctx, w, t.policy, t.finalizer, fmt.Sprintf("(%s) got no 2xx answer within giveUpAfterSeconds %d of the deletion", t.url, int64(t.giveUp/time.Second)))
+		}
+	}
+	if due := r.retries.due(w.key, w.pod.UID, t.finalizer); !w.released && w.now.Before(due) {
 		return outcome{requeue: due.Sub(w.now)}
 	}
-	timeout := time.Duration(c.TimeoutSeconds) * time.Second
-	if timeout <= 0 {
-		timeout = r.opts.DefaultCleanupTimeout
+	timeout := t.timeout
+	if !giveUpAt.IsZero() {
+		timeout = min(timeout, giveUpAt.Sub(w.now))
 	}
-	err := post(ctx, r.opts.HTTPClient, c.URL, timeout, newCleanupRequest(w.pod, w.owner, w.rec, c))
+	err = post(ctx, r.opts.HTTPClient, t.url, timeout, newCleanupRequest(w.pod, w.owner, w.rec, t))
 	if err == nil {
 		r.metrics.Cleanups.WithLabelValues("success").Inc()
-		w.logger.Info("cleanup done", "finalizer", c.Finalizer, "policy", c.Policy)
-		r.retries.done(w.key, c.Finalizer)
-		return outcome{remove: []string{c.Finalizer}}
+		w.logger.Info("cleanup done", "finalizer", t.finalizer, "policy", t.policy)
+		r.retries.done(w.key, t.finalizer)
+		return outcome{remove: []string{t.finalizer}}
 	}
 	r.metrics.Cleanups.WithLabelValues("failure").Inc()
 	if w.released {
-		return r.abandon(ctx, w, c, fmt.Sprintf("failed during `gracekeeper release-finalizers` (uninstall): %v", err))
+		return r.abandon(ctx, w, t.policy, t.finalizer, fmt.Sprintf("(%s) failed during `gracekeeper release-finalizers` (uninstall): %v", t.url, err))
 	}
-	d, _ := r.retries.failed(w.key, w.pod.UID, c.Finalizer, w.now)
+	d, _ := r.retries.failed(w.key, w.pod.UID, t.finalizer, w.now)
 	if !giveUpAt.IsZero() {
-		d = min(d, max(giveUpAt.Sub(w.now), time.Millisecond))
+		d = min(d, max(giveUpAt.Sub(r.opts.Clock.Now()), time.Millisecond))
 	}
-	w.logger.Info("cleanup failed; will retry", "finalizer", c.Finalizer, "policy", c.Policy, "error", err.Error(), "retryIn", d.String())
+	w.logger.Info("cleanup failed; will retry", "finalizer", t.finalizer, "policy", t.policy, "error", err.Error(), "retryIn", d.String())
 	return outcome{requeue: d}
 }
 
 // abandon removes a cleanup finalizer without a 2xx answer and records
 // that with a Warning (an Event, else the log).
-func (r *Reconciler) abandon(ctx context.Context, w *work, c policies.CleanupRecord, why string) outcome {
-	msg := fmt.Sprintf("pod %s: cleanup %s (policy %q, %s) %s; the finalizer was removed without a 2xx answer, so the release was abandoned", w.pod.Name, c.Finalizer, c.Policy, c.URL, why)
+func (r *Reconciler) abandon(ctx context.Context, w *work, policy, finalizer, why string) outcome {
+	msg := fmt.Sprintf("pod %s: cleanup %s (policy %q) %s; the finalizer was removed without a 2xx answer, so the release was abandoned", w.pod.Name, finalizer, policy, why)
 	res := r.writeRecord(ctx, w, recordAbandon, eventSpec{
-		name: AbandonEventName(w.pod, c.Finalizer), reason: "CleanupAbandoned", typ: corev1.EventTypeWarning, action: "Cleanup", message: msg,
-	}, "finalizer", c.Finalizer, "policy", c.Policy)
+		name: AbandonEventName(w.pod, finalizer), reason: "CleanupAbandoned", typ: corev1.EventTypeWarning, action: "Cleanup", message: msg,
+	}, "finalizer", finalizer, "policy", policy)
 	if res.retry > 0 || res.err != nil {
 		return outcome{requeue: res.retry, errs: errs(res.err)}
 	}
 	if res.recorded {
 		r.metrics.Cleanups.WithLabelValues("abandoned").Inc()
-		w.logger.Info("cleanup abandoned", "finalizer", c.Finalizer, "policy", c.Policy, "why", why)
+		w.logger.Info("cleanup abandoned", "finalizer", finalizer, "policy", policy, "why", why)
 	}
-	return outcome{remove: []string{c.Finalizer}}
+	return outcome{remove: []string{finalizer}}
 }
 
 // The record label of records_unwritten_total.

@@ -104,7 +104,7 @@ func TestRecordGolden(t *testing.T) {
 			reason, typ := rec.eventReason()
 			owner := Owner{APIVersion: "apps/v1", Kind: "Deployment", Name: "web", UID: "d-uid"}
 			got := recordGolden{Reason: reason, Type: typ, Message: rec.message(pod),
-				Request: newCleanupRequest(pod, owner, rec, policies.CleanupRecord{Policy: "ipam", Finalizer: "example.com/release-ip"})}
+				Request: newCleanupRequest(pod, owner, rec, target{policy: "ipam", finalizer: "example.com/release-ip"})}
 			raw, err := json.MarshalIndent(got, "", "  ")
 			if err != nil {
 				t.Fatal(err)
@@ -219,15 +219,15 @@ func TestOwnedFinalizers(t *testing.T) {
 		cleanups    []string
 		skipped     int
 	}{
-		"only foreign":                   {finalizers: []string{"example.com/keep"}},
-		"termination record":             {finalizers: []string{"example.com/keep", TerminationRecord}, termination: true},
-		"cleanup present":                {finalizers: []string{"example.com/release-ip"}, annotation: rec("example.com/release-ip", "https://ipam.example.com/r"), cleanups: []string{"example.com/release-ip"}},
-		"cleanup already removed":        {finalizers: []string{"example.com/keep"}, annotation: rec("example.com/release-ip", "https://ipam.example.com/r")},
-		"cluster-local http":             {finalizers: []string{"example.com/x"}, annotation: rec("example.com/x", "http://ipam.net.svc:8080/r"), cleanups: []string{"example.com/x"}},
-		"plain http outside the cluster": {finalizers: []string{"example.com/x"}, annotation: rec("example.com/x", "http://ipam.example.com/r"), skipped: 1},
-		"kubernetes finalizer refused":   {finalizers: []string{"batch.kubernetes.io/job-tracking"}, annotation: rec("batch.kubernetes.io/job-tracking", "https://x.example.com"), skipped: 1},
-		"builtin as cleanup refused":     {finalizers: []string{TerminationRecord}, annotation: rec(TerminationRecord, "https://x.example.com"), termination: true, skipped: 1},
-		"malformed annotation":           {finalizers: []string{TerminationRecord, "example.com/x"}, annotation: "{not json", termination: true, skipped: 1},
+		"only foreign":                 {finalizers: []string{"example.com/keep"}},
+		"termination record":           {finalizers: []string{"example.com/keep", TerminationRecord}, termination: true},
+		"cleanup present":              {finalizers: []string{"example.com/release-ip"}, annotation: rec("example.com/release-ip", "https://ipam.example.com/r"), cleanups: []string{"example.com/release-ip"}},
+		"cleanup already removed":      {finalizers: []string{"example.com/keep"}, annotation: rec("example.com/release-ip", "https://ipam.example.com/r")},
+		"cluster-local http":           {finalizers: []string{"example.com/x"}, annotation: rec("example.com/x", "http://ipam.net.svc:8080/r"), cleanups: []string{"example.com/x"}},
+		"annotation URL is not read":   {finalizers: []string{"example.com/x"}, annotation: rec("example.com/x", "http://169.254.169.254/r"), cleanups: []string{"example.com/x"}},
+		"kubernetes finalizer refused": {finalizers: []string{"batch.kubernetes.io/job-tracking"}, annotation: rec("batch.kubernetes.io/job-tracking", "https://x.example.com"), skipped: 1},
+		"builtin as cleanup refused":   {finalizers: []string{TerminationRecord}, annotation: rec(TerminationRecord, "https://x.example.com"), termination: true, skipped: 1},
+		"malformed annotation":         {finalizers: []string{TerminationRecord, "example.com/x"}, annotation: "{not json", termination: true, skipped: 1},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -17,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -65,7 +64,7 @@ type fakeCluster struct {
 
 func newFakeCluster(refuse error, objs ...client.Object) *fakeCluster {
 	f := &fakeCluster{refuse: refuse}
-	f.WithWatch = fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(objs...).
+	f.WithWatch = fake.NewClientBuilder().WithScheme(testScheme).WithObjects(objs...).
 		WithInterceptorFuncs(interceptor.Funcs{
 			Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
 				if _, ok := obj.(*corev1.Event); ok {
@@ -111,7 +110,10 @@ func reconcileUntilGone(t *testing.T, ctx context.Context, r *Reconciler, clk *c
 		if err := c.Get(ctx, key, &corev1.Pod{}); apierrors.IsNotFound(err) {
 			return clk.Now().Sub(start)
 		}
+		// Both controllers, as the manager runs them.
 		res, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: key})
+		res2, err2 := r.reconcileCleanups(ctx, reconcile.Request{NamespacedName: key})
+		res.RequeueAfter, err = minPositive(res.RequeueAfter, res2.RequeueAfter), errors.Join(err, err2)
 		switch {
 		case res.RequeueAfter > 0:
 			clk.Step(res.RequeueAfter)
@@ -220,7 +222,7 @@ func TestGiveUpWithEventRefused(t *testing.T) {
 	pod := deletedPod(30, "", []string{"web"})
 	pod.Finalizers = []string{TerminationRecord, rec.Finalizer}
 	pod.Annotations = map[string]string{policies.AnnotationCleanup: cleanupJSON(t, rec)}
-	f := newFakeCluster(namespaceTerminating("shop"), pod)
+	f := newFakeCluster(namespaceTerminating("shop"), pod, cleanupPolicy(rec.Policy, rec.Finalizer, rec.URL, 5, 60))
 	reg := prometheus.NewRegistry()
 	// Past the give-up: no POST is made (the URL does not resolve anyway).
 	clk := clocktesting.NewFakeClock(t0.Add(30*time.Second + 61*time.Second))
