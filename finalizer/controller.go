@@ -99,6 +99,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 		return reconcile.Result{}, err
 	}
+	pod, err := r.readFull(ctx, pod)
+	if err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
 	after, err := r.finish(ctx, pod, false, terminationStep)
 	return reconcile.Result{RequeueAfter: after}, err
 }
@@ -108,6 +112,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 func (r *Reconciler) reconcileCleanups(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	pod := &corev1.Pod{}
 	if err := r.client.Get(ctx, req.NamespacedName, pod); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	pod, err := r.readFull(ctx, pod)
+	if err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	after, err := r.finish(ctx, pod, false, cleanupSteps)
