@@ -283,7 +283,7 @@ func TestTransformPod(t *testing.T) {
 		t.Error("foreign annotation kept")
 	}
 	if p.Annotations[policies.AnnotationCleanup] != "[]" || p.Spec.NodeName != "n1" || *p.Spec.TerminationGracePeriodSeconds != 30 ||
-		p.Spec.Containers[0].Name != "web" || !isSidecar(p.Spec.InitContainers[0]) || p.Finalizers[0] != TerminationRecord ||
+		p.Spec.Containers[0].Name != "web" || !policies.IsSidecar(&p.Spec.InitContainers[0]) || p.Finalizers[0] != TerminationRecord ||
 		p.Status.ContainerStatuses[0].State.Terminated == nil || p.DeletionTimestamp == nil {
 		t.Errorf("needed field lost: %+v", p)
 	}
