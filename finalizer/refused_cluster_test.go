@@ -10,14 +10,13 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // refusingNamespace makes a namespace whose Event creates the real API
-// server refuses, in one of three ways; it waits until a probe Event is
+// server refuses, in one of two ways; it waits until a probe Event is
 // refused and returns the API server's words.
 type refusingNamespace func(t *testing.T, c client.Client, ns string)
 
@@ -33,19 +32,10 @@ var refusingNamespaces = map[string]struct {
 			t.Fatal(err)
 		}
 	}, RefusedNamespaceTerminating},
-	// The quota admission plugin refuses past status.hard; without
-	// kube-controller-manager the status is written here.
-	"ResourceQuota count/events 0": {func(t *testing.T, c client.Client, ns string) {
-		q := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "no-events", Namespace: ns},
-			Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{"count/events": resource.MustParse("0")}}}
-		if err := c.Create(context.Background(), q); err != nil {
-			t.Fatal(err)
-		}
-		q.Status = corev1.ResourceQuotaStatus{Hard: q.Spec.Hard, Used: corev1.ResourceList{"count/events": resource.MustParse("0")}}
-		if err := c.Status().Update(context.Background(), q); err != nil {
-			t.Fatal(err)
-		}
-	}, RefusedForbidden},
+	// (A ResourceQuota on count/events is not this test's: kube-apiserver
+	// ignores events for quota by default, pkg/quota/v1/install/registry.go
+	// ignoredResources; measured here, Events stayed accepted. The refusal
+	// a quota would give, 403 "exceeded quota", is in TestRefusedEventStillReleases.)
 	// An admission policy (in-process, like a webhook) that denies Events.
 	"admission policy denies Events": {func(t *testing.T, c client.Client, ns string) {
 		ctx := context.Background()
@@ -93,7 +83,7 @@ func waitEventsRefused(t *testing.T, c client.Client, ns string) error {
 }
 
 // TestRefusedEventsThroughAPIServer: with the real API server refusing the
-// Events (a Terminating namespace, a quota, an admission policy), every
+// Events (a Terminating namespace, an admission policy), every
 // gracekeeper finalizer still goes, within seconds of the pod's end and,
 // for a cleanup, of its give-up, and each record is counted by reason.
 func TestRefusedEventsThroughAPIServer(t *testing.T) {
