@@ -112,7 +112,13 @@ func podKey(ns, name string) types.NamespacedName {
 func startManager(t *testing.T, opts Options, wrap func(client.Client) client.Client) (stop func()) {
 	t.Helper()
 	cluster(t)
-	mgr, err := manager.New(cp.cfg, manager.Options{
+	return startManagerAs(t, cp.cfg, opts, wrap)
+}
+
+// startManagerAs is startManager with the given identity.
+func startManagerAs(t *testing.T, cfg *rest.Config, opts Options, wrap func(client.Client) client.Client) (stop func()) {
+	t.Helper()
+	mgr, err := manager.New(cfg, manager.Options{
 		Scheme:                 testScheme,
 		Cache:                  CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
