@@ -59,7 +59,7 @@ func TestServeFlags(t *testing.T) {
 			}
 		}},
 		"defaults": {args: []string{"--namespace", "gk"}, wantOK: true, check: func(t *testing.T, o serveOptions) {
-			if o.Webhook.Addr != ":9443" || o.Webhook.TLSMinVersion != "1.2" || o.Webhook.MaxBodyBytes != 3<<20 || o.LeaderElect || o.CertMode != app.CertModeFiles ||
+			if o.Webhook.Addr != ":9443" || o.Webhook.TLSMinVersion != "1.2" || o.Webhook.MaxBodyBytes != 7<<20 || o.LeaderElect || o.CertMode != app.CertModeFiles ||
 				strings.Join(o.Excluded(), ",") != "gk,kube-system,kube-node-lease" {
 				t.Errorf("defaults: %+v", o)
 			}
