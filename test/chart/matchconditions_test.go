@@ -45,6 +45,11 @@ func TestWorkloadMatchConditions(t *testing.T) {
 	for _, mc := range hook.MatchConditions {
 		exprs = append(exprs, &matchconditions.MatchCondition{Name: mc.Name, Expression: mc.Expression})
 	}
+	// What the API server checks when the configuration is written.
+	if errs := compiler.CompileCondition(exprs, plugincel.OptionalVariableDeclarations{HasParams: false, HasAuthorizer: true},
+		environment.NewExpressions).CompilationErrors(); len(errs) > 0 {
+		t.Fatalf("matchConditions do not compile for a new configuration: %v", errs)
+	}
 	matcher := matchconditions.NewMatcher(compiler.CompileCondition(exprs,
 		plugincel.OptionalVariableDeclarations{HasParams: false, HasAuthorizer: true}, environment.StoredExpressions),
 		hook.FailurePolicy, "webhook", "validating", hook.Name)
