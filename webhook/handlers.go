@@ -267,6 +267,13 @@ func (s *Server) findings(resp *response, fs []policies.Finding, deny bool) []st
 	var denials []string
 	for _, f := range fs {
 		s.m.findings.WithLabelValues(f.Policy, string(f.Action), string(f.Reason)).Inc()
+		if kind, honoured, ok := policies.Override(f); ok {
+			outcome := "refused"
+			if honoured {
+				outcome = "honoured"
+			}
+			s.m.overrides.WithLabelValues(f.Policy, kind, outcome).Inc()
+		}
 		switch f.Action {
 		case v1alpha1.ActionDeny:
 			if deny {
