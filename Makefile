@@ -16,16 +16,35 @@ GO_TEST_FLAGS      ?= -count=1
 export GRACEKEEPER_TEST_ASSETS := $(K8S_BIN)
 
 .PHONY: all build test unit lint manifests generate verify-generated demo test-assets \
-        bench docker-build e2e-kind e2e-local cluster-up cluster-down clean
+        bench docker-build e2e-kind e2e-local cluster-up cluster-down clean fuzz fuzz-short
 
 all: build
 
 build: ## Build the gracekeeper binary into bin/.
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/gracekeeper ./cmd/gracekeeper
 
-test: test-assets ## Unit, golden, chart and integration tests against a real kube-apiserver + etcd, then the e2e suite on a real local node (Linux, root; else skipped).
+test: test-assets ## Unit, golden, chart and integration tests against a real kube-apiserver + etcd, each fuzz target for FUZZTIME, then the e2e suite on a real local node (Linux, root; else skipped).
 	go test $(GO_TEST_FLAGS) ./...
+	@$(MAKE) --no-print-directory fuzz-short
 	@$(MAKE) --no-print-directory e2e-local
+
+# Fuzz targets as package:Target. `go test -fuzz` takes one target per
+# package per run, hence one run each; new inputs that fail are written to
+# the package's testdata/fuzz/<Target>/ (commit them with the fix).
+FUZZ_TARGETS := \
+  ./webhook:FuzzReviewBytes ./webhook:FuzzMutatePodObject \
+  ./policies:FuzzAnnotations ./policies:FuzzSeconds \
+  ./finalizer:FuzzOwnedFinalizers ./check:FuzzCheck
+FUZZTIME      ?= 10s
+FUZZTIME_LONG ?= 10m
+
+fuzz-short: ## Each fuzz target for FUZZTIME (10s), as part of make test.
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+	  echo ">> fuzz $$fn in $$pkg for $(FUZZTIME)"; \
+	  go test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done
+
+fuzz: ## Each fuzz target for FUZZTIME_LONG (10m).
+	@$(MAKE) --no-print-directory fuzz-short FUZZTIME=$(FUZZTIME_LONG)
 
 unit: ## Only the tests that need no control plane (go test -short skips the rest, saying so).
 	go test $(GO_TEST_FLAGS) -short ./...

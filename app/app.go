@@ -15,7 +15,6 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -23,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/gracekeeper/gracekeeper/certs"
@@ -49,9 +49,15 @@ const (
 type Options struct {
 	// Webhook configures the HTTPS admission server.
 	Webhook webhook.Config
-	// MetricsAddr serves /metrics as plain HTTP (for Prometheus) besides the
-	// HTTPS server's /metrics; "" or "0" disables it.
+	// MetricsAddr serves /metrics on its own port (the admission port
+	// serves only admission and health): HTTPS with the webhook's serving
+	// certificate, each request authenticated (TokenReview) and authorized
+	// (SubjectAccessReview, GET on the non-resource URL /metrics); "" or "0"
+	// disables it.
 	MetricsAddr string
+	// MetricsInsecure serves MetricsAddr as plain HTTP with no
+	// authentication instead: opt-in only.
+	MetricsInsecure bool
 	// Namespace is gracekeeper's own: never mutated or validated, holds the
 	// leader Lease and, in self mode, the certificate Secret.
 	Namespace string
@@ -130,7 +136,8 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, lg logr.Logger) error
 		Logger: lg,
 		Cache:  cacheOptions(),
 		// /metrics, /healthz and /readyz are ours (webhook.Server and the
-		// metrics listener below), not controller-runtime's.
+		// metrics listener below, which uses controller-runtime's
+		// authentication filter), not controller-runtime's servers.
 		Metrics:                       metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:        "0",
 		LeaderElection:                o.LeaderElect,
@@ -150,7 +157,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, lg logr.Logger) error
 	if err := store.SetupWithManager(mgr); err != nil {
 		return err
 	}
-	srv, err := webhook.NewServer(o.Webhook, store, serverRegistry{reg, gatherer}, lg.WithName("webhook"))
+	srv, err := webhook.NewServer(o.Webhook, store, reg, lg.WithName("webhook"))
 	if err != nil {
 		return err
 	}
@@ -158,7 +165,23 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, lg logr.Logger) error
 		return err
 	}
 	if o.MetricsAddr != "" && o.MetricsAddr != "0" {
-		if err := mgr.Add(webhook.NewMetricsServer(o.MetricsAddr, gatherer, lg.WithName("metrics"))); err != nil {
+		mc := webhook.MetricsConfig{Addr: o.MetricsAddr, Insecure: o.MetricsInsecure,
+			CertDir: wc.CertDir, CertName: wc.CertName, KeyName: wc.KeyName}
+		if !o.MetricsInsecure {
+			// As kubebuilder scaffolds it: the API server authenticates the
+			// scraper's token and authorizes GET /metrics for it.
+			if mc.Filter, err = filters.WithAuthenticationAndAuthorization(cfg, mgr.GetHTTPClient()); err != nil {
+				return fmt.Errorf("metrics authentication: %w", err)
+			}
+		}
+		if mc.TLSMinVersion, err = webhook.ParseTLSVersion(wc.TLSMinVersion); err != nil {
+			return err
+		}
+		ms, err := webhook.NewMetricsServer(mc, gatherer, lg.WithName("metrics"))
+		if err != nil {
+			return err
+		}
+		if err := mgr.Add(ms); err != nil {
 			return err
 		}
 	}
@@ -200,14 +223,5 @@ func cacheOptions() cache.Options {
 	o.DefaultTransform = cache.TransformStripManagedFields()
 	return o
 }
-
-// serverRegistry registers on our registry and gathers from both ours and
-// controller-runtime's, for the HTTPS server's /metrics.
-type serverRegistry struct {
-	prometheus.Registerer
-	g prometheus.Gatherer
-}
-
-func (r serverRegistry) Gather() ([]*dto.MetricFamily, error) { return r.g.Gather() }
 
 func ptr[T any](v T) *T { return &v }

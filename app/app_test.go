@@ -15,8 +15,10 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/testr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -57,7 +59,7 @@ func TestValidate(t *testing.T) {
 }
 
 // TestRunSelfManaged runs gracekeeper as the chart's default install does
-// (self-managed certificates, leader election, plain-HTTP metrics) against a
+// (self-managed certificates, leader election, authenticated metrics) against a
 // real kube-apiserver: it fills the empty Secret, injects the CA into both
 // webhook configurations, serves TLS the API server can verify for the
 // Service name, takes the Lease, exports its own and controller-runtime's
@@ -165,17 +167,44 @@ func TestRunSelfManaged(t *testing.T) {
 		return err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != ""
 	})
 
-	eventually(t, "plain-HTTP /metrics with the webhook's and the finalizer controller's metrics", func() bool {
-		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	// /metrics: its own port, HTTPS with the serving certificate, each
+	// scrape's token reviewed by the API server.
+	metricsGet := func(token string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, "https://"+metricsAddr+"/metrics", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := hc.Do(req)
 		if err != nil {
-			return false
+			return 0, err.Error()
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		s := string(b)
-		return resp.StatusCode == http.StatusOK && strings.Contains(s, "gracekeeper_") &&
+		return resp.StatusCode, string(b)
+	}
+	reader, nobody := scraperToken(t, cs, ns, "scraper", true), scraperToken(t, cs, ns, "nobody", false)
+	eventually(t, "/metrics with an authorized ServiceAccount token: the webhook's and the finalizer controller's metrics", func() bool {
+		code, s := metricsGet(reader)
+		return code == http.StatusOK && strings.Contains(s, "gracekeeper_") &&
 			strings.Contains(s, `controller_runtime_reconcile_total{controller="gracekeeper-finalizer"`) && strings.Contains(s, "go_goroutines")
 	})
+	for name, tc := range map[string]struct {
+		token string
+		want  int
+	}{
+		"no token":                     {"", http.StatusUnauthorized},
+		"a forged token":               {"not-a-token", http.StatusUnauthorized},
+		"a token not allowed /metrics": {nobody, http.StatusForbidden},
+	} {
+		if code, body := metricsGet(tc.token); code != tc.want || strings.Contains(body, "gracekeeper_") {
+			t.Errorf("%s: HTTP %d, want %d (body %.80q)", name, code, tc.want, body)
+		}
+	}
+	if resp, err := hc.Get("https://" + addr + "/metrics"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("the admission port answers /metrics: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 
 	cancel()
 	stopped = true
@@ -223,4 +252,34 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// scraperToken creates a ServiceAccount, binds it to GET /metrics when
+// allowed (as the chart's metrics-reader ClusterRole does), and returns a
+// token for it.
+func scraperToken(t *testing.T, cs kubernetes.Interface, ns, name string, allowed bool) string {
+	t.Helper()
+	ctx := context.Background()
+	mustCreate(t, func() error {
+		_, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+		return err
+	})
+	if allowed {
+		mustCreate(t, func() error {
+			_, err := cs.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "metrics-reader-" + name},
+				Rules: []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}}}, metav1.CreateOptions{})
+			return err
+		})
+		mustCreate(t, func() error {
+			_, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "metrics-reader-" + name},
+				RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "metrics-reader-" + name},
+				Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: ns}}}, metav1.CreateOptions{})
+			return err
+		})
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token for %s: %v", name, err)
+	}
+	return tr.Status.Token
 }

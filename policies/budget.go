@@ -101,12 +101,13 @@ type budget struct {
 	unknown []member
 }
 
-func (m *merged) budget(ms []member, shutdown int64, declared *int64) budget {
+func (m *merged) budget(ms []member, shutdown int64, ps podSeconds) budget {
 	b := budget{shutdown: shutdown}
 	for _, mb := range ms {
 		if mb.sidecar {
 			continue
 		}
+		declared, _, _, _ := m.declaredFor(mb, ps)
 		pre, ok := m.preStopSeconds(mb.preStop, declared)
 		if !ok {
 			b.unknown = append(b.unknown, mb)
@@ -120,6 +121,7 @@ func (m *merged) budget(ms []member, shutdown int64, declared *int64) budget {
 		if !mb.sidecar {
 			continue
 		}
+		declared, _, _, _ := m.declaredFor(mb, ps)
 		pre, ok := m.preStopSeconds(mb.preStop, declared)
 		if !ok {
 			b.unknown = append(b.unknown, mb)
@@ -141,14 +143,34 @@ func gracePeriod(spec *corev1.PodSpec) int64 {
 	return *spec.TerminationGracePeriodSeconds
 }
 
-// podSeconds are the pod's gracekeeper duration annotations.
+// podSeconds are the pod's gracekeeper duration annotations, as the
+// matching policies let them count.
 type podSeconds struct {
+	// shutdown and preStop are the valid annotation values (nil: absent or bad).
 	shutdown, preStop *int64
-	findings          []Finding
+	// lowerOK: every matching policy sets allowLowerBudget; else lowerBy
+	// names the first that does not.
+	lowerOK bool
+	lowerBy string
+	// findings are the bad-value findings (always) and the shutdown-seconds
+	// trace (honoured or refused).
+	findings []Finding
 }
 
-func readSeconds(pod *corev1.Pod, policy string) podSeconds {
-	var ps podSeconds
+// readSeconds reads the duration annotations. An annotation may raise the
+// budget; one that would lower it below the policies' value counts only
+// where every matching policy allows lowering (allowLowerBudget), since a
+// pod author could otherwise annotate a pod out of a Deny policy. Every
+// honoured override leaves an Audit finding (an audit annotation and a
+// metric in the webhook); a refused one a Warn.
+func (m *merged) readSeconds(pod *corev1.Pod, policy string) podSeconds {
+	ps := podSeconds{lowerOK: true}
+	for _, c := range m.pols {
+		if !c.spec.AllowLowerBudget {
+			ps.lowerOK, ps.lowerBy = false, c.name
+			break
+		}
+	}
 	read := func(key string) *int64 {
 		raw, ok := pod.Annotations[key]
 		if !ok {
@@ -164,18 +186,114 @@ func readSeconds(pod *corev1.Pod, policy string) podSeconds {
 	}
 	ps.shutdown = read(AnnotationShutdownSeconds)
 	ps.preStop = read(AnnotationPreStopSeconds)
+	if ps.shutdown != nil {
+		var from int64
+		if m.shutdown != nil {
+			from = *m.shutdown
+		}
+		owner := m.shutdownFrom
+		if owner == "" {
+			owner = policy
+		}
+		a := *ps.shutdown
+		switch {
+		case a == from:
+		case a < from && !ps.lowerOK:
+			ps.findings = append(ps.findings, Finding{Policy: ps.lowerBy, Action: v1alpha1.ActionWarn, Reason: ReasonShutdownLoweringRefused,
+				Message: fmt.Sprintf("annotation %s: %q is ignored: it would lower shutdownSeconds %ds (policy %q) and policy %q does not set allowLowerBudget; the budget counts %ds",
+					AnnotationShutdownSeconds, pod.Annotations[AnnotationShutdownSeconds], from, owner, ps.lowerBy, from)})
+		default:
+			verb := "raises"
+			if a < from {
+				verb = "lowers"
+			}
+			ps.findings = append(ps.findings, Finding{Policy: owner, Action: v1alpha1.ActionAudit, Reason: ReasonShutdownOverride,
+				Message: fmt.Sprintf("annotation %s: %q %s shutdownSeconds of policy %q from %ds to %ds",
+					AnnotationShutdownSeconds, pod.Annotations[AnnotationShutdownSeconds], verb, owner, from, a)})
+		}
+	}
 	return ps
 }
 
-// shutdownSeconds is the pod annotation if valid, else the policies'.
+// shutdownSeconds is what the budget counts after SIGTERM: the policies'
+// value, or the pod's annotation where readSeconds honours it.
 func (m *merged) shutdownSeconds(ps podSeconds) int64 {
-	if ps.shutdown != nil {
+	var from int64
+	if m.shutdown != nil {
+		from = *m.shutdown
+	}
+	if ps.shutdown != nil && (*ps.shutdown >= from || ps.lowerOK) {
 		return *ps.shutdown
 	}
-	if m.shutdown != nil {
-		return *m.shutdown
+	return from
+}
+
+// policyPreStop is the preStop time the policies give a container: what
+// the hook the winning policy would inject takes (ok false: none).
+func (m *merged) policyPreStop(mb member) (int64, *compiled, bool) {
+	w := m.preStopFor(mb.c.Name, mb.sidecar)
+	if w == nil {
+		return 0, nil, false
 	}
-	return 0
+	if w.preStop.Sleep != nil {
+		return w.preStop.Sleep.Seconds, w, true
+	}
+	if w.preStopBudget != nil {
+		return *w.preStopBudget, w, true
+	}
+	return 0, nil, false
+}
+
+// declaredFor is the prestop-seconds value that counts for a member whose
+// own hook takes an unknown time: the annotation, but never less than the
+// preStop the policies would have given the container unless lowering is
+// allowed (a pod's own hook, kept where the policy does not overwrite, must
+// not be declared out of the budget the policy asks for).
+func (m *merged) declaredFor(mb member, ps podSeconds) (v *int64, floor int64, from *compiled, refused bool) {
+	if ps.preStop == nil {
+		return nil, 0, nil, false
+	}
+	floor, from, ok := m.policyPreStop(mb)
+	if ok && *ps.preStop < floor && !ps.lowerOK {
+		return &floor, floor, from, true
+	}
+	return ps.preStop, floor, from, false
+}
+
+// preStopTrace is the prestop-seconds trace for each container whose
+// budget it decides in place of a policy's preStop: an Audit finding where
+// honoured, a Warn where a lowering is refused.
+func (m *merged) preStopTrace(pod *corev1.Pod, ps podSeconds) []Finding {
+	if ps.preStop == nil {
+		return nil
+	}
+	var out []Finding
+	raw := pod.Annotations[AnnotationPreStopSeconds]
+	for _, mb := range members(&pod.Spec, currentPreStop) {
+		if _, known := m.preStopSeconds(mb.preStop, nil); known {
+			continue // the annotation does not count for this container
+		}
+		v, floor, from, refused := m.declaredFor(mb, ps)
+		if refused {
+			out = append(out, Finding{Policy: ps.lowerBy, Container: mb.c.Name, Action: v1alpha1.ActionWarn, Reason: ReasonPreStopLoweringRefused,
+				Message: fmt.Sprintf("container %q: annotation %s: %q is ignored: it is lower than the %ds preStop of policy %q and policy %q does not set allowLowerBudget; the budget counts %ds",
+					mb.c.Name, AnnotationPreStopSeconds, raw, floor, from.name, ps.lowerBy, *v)})
+			continue
+		}
+		if from == nil || *v == floor {
+			// No policy preStop to override: the annotation only declares
+			// what the container's own hook takes.
+			continue
+		}
+		verb := "raises"
+		if *v < floor {
+			verb = "lowers"
+		}
+		out = append(out, Finding{Policy: from.name, Container: mb.c.Name, Action: v1alpha1.ActionAudit, Reason: ReasonPreStopOverride,
+			Message: fmt.Sprintf("container %q: annotation %s: %q %s the %ds preStop of policy %q to %ds for the container's own hook",
+				mb.c.Name, AnnotationPreStopSeconds, raw, verb, floor, from.name, *v)})
+	}
+	return out
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

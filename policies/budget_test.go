@@ -189,7 +189,7 @@ func TestBudget(t *testing.T) {
 			},
 			total: 35, reasons: []Reason{ReasonBudgetExceeded},
 		},
-		"shutdown annotation overrides the policy": {
+		"shutdown annotation lowering the policy's is refused": {
 			edit: shutdown(10),
 			pod: func() *corev1.Pod {
 				p := podWith(nil, "web")
@@ -197,7 +197,63 @@ func TestBudget(t *testing.T) {
 				p.Spec.Containers[0].Lifecycle = preStopSleep(25)
 				return p
 			},
-			total: 27, reasons: []Reason{},
+			total: 35, reasons: []Reason{ReasonShutdownLoweringRefused, ReasonBudgetExceeded},
+		},
+		"shutdown annotation lowers where the policy allows it": {
+			edit: func(s *v1alpha1.LifecyclePolicySpec) { s.ShutdownSeconds = i64(10); s.AllowLowerBudget = true },
+			pod: func() *corev1.Pod {
+				p := podWith(nil, "web")
+				p.Annotations = map[string]string{AnnotationShutdownSeconds: "2"}
+				p.Spec.Containers[0].Lifecycle = preStopSleep(25)
+				return p
+			},
+			total: 27, reasons: []Reason{ReasonShutdownOverride},
+		},
+		"shutdown annotation raises without permission": {
+			edit: shutdown(10),
+			pod: func() *corev1.Pod {
+				p := podWith(nil, "web")
+				p.Annotations = map[string]string{AnnotationShutdownSeconds: "12"}
+				p.Spec.Containers[0].Lifecycle = preStopSleep(5)
+				return p
+			},
+			total: 17, reasons: []Reason{ReasonShutdownOverride},
+		},
+		"shutdown annotation equal to the policy's leaves no trace": {
+			edit: shutdown(10),
+			pod: func() *corev1.Pod {
+				p := podWith(nil, "web")
+				p.Annotations = map[string]string{AnnotationShutdownSeconds: "10"}
+				return p
+			},
+			total: 10, reasons: []Reason{},
+		},
+		"prestop annotation below the policy's preStop budget is refused": {
+			edit: func(s *v1alpha1.LifecyclePolicySpec) {
+				s.ShutdownSeconds = i64(10)
+				s.PreStop = &v1alpha1.PreStopHook{HookAction: v1alpha1.HookAction{Exec: &v1alpha1.ExecAction{Command: []string{"/drain"}, BudgetSeconds: i64(25)}}}
+			},
+			pod: func() *corev1.Pod {
+				p := podWith(nil, "web")
+				p.Annotations = map[string]string{AnnotationPreStopSeconds: "0"}
+				p.Spec.Containers[0].Lifecycle = preStopExec("/own-drain")
+				return p
+			},
+			total: 35, reasons: []Reason{ReasonPreStopLoweringRefused, ReasonBudgetExceeded},
+		},
+		"prestop annotation below the policy's preStop where allowed": {
+			edit: func(s *v1alpha1.LifecyclePolicySpec) {
+				s.ShutdownSeconds = i64(10)
+				s.AllowLowerBudget = true
+				s.PreStop = &v1alpha1.PreStopHook{HookAction: v1alpha1.HookAction{Exec: &v1alpha1.ExecAction{Command: []string{"/drain"}, BudgetSeconds: i64(25)}}}
+			},
+			pod: func() *corev1.Pod {
+				p := podWith(nil, "web")
+				p.Annotations = map[string]string{AnnotationPreStopSeconds: "3"}
+				p.Spec.Containers[0].Lifecycle = preStopExec("/own-drain")
+				return p
+			},
+			total: 13, reasons: []Reason{ReasonPreStopOverride},
 		},
 		"bad annotations are reported and ignored": {
 			edit: shutdown(10),
@@ -248,8 +304,8 @@ func TestBudget(t *testing.T) {
 				}
 			}
 			m := merge(s.pols)
-			ps := readSeconds(pod, "")
-			if b := m.budget(members(&pod.Spec, currentPreStop), m.shutdownSeconds(ps), ps.preStop); b.total != tc.total {
+			ps := m.readSeconds(pod, "")
+			if b := m.budget(members(&pod.Spec, currentPreStop), m.shutdownSeconds(ps), ps); b.total != tc.total {
 				t.Fatalf("budget %ds, want %ds", b.total, tc.total)
 			}
 			for _, f := range d.Findings {

@@ -12,7 +12,8 @@ const (
 	AnnotationSkip = "gracekeeper.dev/skip"
 	// AnnotationPreStopSeconds declares what the pod's own exec/httpGet preStop takes.
 	AnnotationPreStopSeconds = "gracekeeper.dev/prestop-seconds"
-	// AnnotationShutdownSeconds overrides the policies' shutdownSeconds.
+	// AnnotationShutdownSeconds overrides the policies' shutdownSeconds: it may
+	// raise it, and lower it only where every matching policy sets allowLowerBudget.
 	AnnotationShutdownSeconds = "gracekeeper.dev/shutdown-seconds"
 	// AnnotationPolicies records, comma-separated and sorted, the policies whose
 	// mutation was applied.

@@ -32,6 +32,12 @@ const (
 	ReasonInvalidPolicy    Reason = "InvalidPolicy"    // a policy could not be compiled (bad selector, bad glob)
 	ReasonOptedOut         Reason = "OptedOut"         // gracekeeper.dev/skip honoured
 	ReasonOptOutNotAllowed Reason = "OptOutNotAllowed" // gracekeeper.dev/skip present but not allowed
+	// Duration annotations: honoured (Audit) or, lowering without
+	// allowLowerBudget, refused (Warn).
+	ReasonShutdownOverride        Reason = "ShutdownOverride"        // gracekeeper.dev/shutdown-seconds honoured
+	ReasonShutdownLoweringRefused Reason = "ShutdownLoweringRefused" // ... would lower the budget: ignored
+	ReasonPreStopOverride         Reason = "PreStopOverride"         // gracekeeper.dev/prestop-seconds honoured
+	ReasonPreStopLoweringRefused  Reason = "PreStopLoweringRefused"  // ... would lower the budget: ignored
 )
 
 // Finding is one thing the engine has to say about a pod.

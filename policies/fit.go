@@ -51,7 +51,7 @@ func (m *merged) fitGrace(pod *corev1.Pod, plans []hookPlan, ps podSeconds, cur 
 			}
 			return currentPreStop(c, sidecar)
 		}
-		b := m.budget(members(&pod.Spec, planned), m.shutdownSeconds(ps), ps.preStop)
+		b := m.budget(members(&pod.Spec, planned), m.shutdownSeconds(ps), ps)
 		if b.total > cur {
 			final = max(cur, min(b.total, m.maxSecs))
 			if b.total > m.maxSecs {

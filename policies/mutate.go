@@ -37,7 +37,7 @@ func (s *Set) Mutate(pod *corev1.Pod, ns Namespace) Decision {
 	}
 	m := merge(pols)
 	d.Policies = m.names()
-	ps := readSeconds(pod, "")
+	ps := m.readSeconds(pod, "")
 	cur := gracePeriod(&pod.Spec)
 
 	plans := m.planHooks(&pod.Spec)

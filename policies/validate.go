@@ -25,12 +25,13 @@ func (s *Set) Validate(pod *corev1.Pod, ns Namespace) Decision {
 	}
 	m := merge(pols)
 	d.Policies = m.names()
-	ps := readSeconds(pod, m.actionFrom)
+	ps := m.readSeconds(pod, m.actionFrom)
 	d.Findings = append(d.Findings, ps.findings...)
+	d.Findings = append(d.Findings, m.preStopTrace(pod, ps)...)
 	shutdown := m.shutdownSeconds(ps)
 	tgps := gracePeriod(&pod.Spec)
 
-	b := m.budget(members(&pod.Spec, currentPreStop), shutdown, ps.preStop)
+	b := m.budget(members(&pod.Spec, currentPreStop), shutdown, ps)
 	for _, u := range b.unknown {
 		d.Findings = append(d.Findings, Finding{Policy: m.actionFrom, Container: u.c.Name,
 			Action: m.adviceAction(), Reason: ReasonUnknownPreStop, Message: unknownMessage(u)})
@@ -48,7 +49,7 @@ func (s *Set) Validate(pod *corev1.Pod, ns Namespace) Decision {
 		}
 		d.Findings = append(d.Findings, f)
 	}
-	d.Findings = append(d.Findings, m.probeFindings(&pod.Spec, ps.preStop)...)
+	d.Findings = append(d.Findings, m.probeFindings(&pod.Spec, ps)...)
 	return d
 }
 
@@ -103,9 +104,10 @@ func unknownMessage(u member) string {
 // preStop: on a probe-triggered kill the kubelet uses the probe's value as
 // the grace period (kuberuntime_container.go killContainer), so the preStop
 // is cut short.
-func (m *merged) probeFindings(spec *corev1.PodSpec, declared *int64) []Finding {
+func (m *merged) probeFindings(spec *corev1.PodSpec, ps podSeconds) []Finding {
 	var out []Finding
 	for _, mb := range members(spec, currentPreStop) {
+		declared, _, _, _ := m.declaredFor(mb, ps)
 		pre, ok := m.preStopSeconds(mb.preStop, declared)
 		if !ok || pre == 0 {
 			continue

@@ -9,7 +9,8 @@
 // CREATE), /validate-workloads (Deployment, StatefulSet, DaemonSet,
 // ReplicaSet, ReplicationController, Job, CronJob at CREATE/UPDATE: the pod
 // template is mutated and validated as the pods will be); GET /healthz,
-// /readyz (503 until the policy set is built and while draining), /metrics.
+// /readyz (503 until the policy set is built and while draining). Nothing
+// else: /metrics has its own port (MetricsServer), behind authentication.
 //
 // A workload UPDATE is judged only when its pod template changed
 // (policies.JudgeUpdate); scale, status, metadata changes and writes to an

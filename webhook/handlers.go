@@ -100,6 +100,9 @@ func (s *Server) review(ctx context.Context, route string, body []byte) answer {
 	default:
 		a = s.validateWorkload(ctx, set, req)
 	}
+	if a.resp != nil && len(hdr.duplicates) > 0 {
+		a.resp.Warnings = append(a.resp.Warnings, hdr.duplicates...)
+	}
 	if a.resp != nil && lg.V(1).Enabled() {
 		lg.V(1).Info("admission", "allowed", a.resp.Allowed, "outcome", a.outcome, "warnings", len(a.resp.Warnings))
 	}
@@ -159,7 +162,7 @@ func (s *Server) mutatePod(ctx context.Context, set *policies.Set, req *requestH
 	}
 	var patch []byte
 	if err == nil {
-		patch, err = fastMarshal(ops)
+		patch, err = marshal(ops)
 	}
 	if err != nil {
 		log.FromContext(ctx).Error(err, "building the patch", "uid", req.UID, "namespace", req.Namespace, "name", req.Name)
@@ -271,6 +274,13 @@ func (s *Server) findings(resp *response, fs []policies.Finding, deny bool) []st
 	var denials []string
 	for _, f := range fs {
 		s.m.findings.WithLabelValues(f.Policy, string(f.Action), string(f.Reason)).Inc()
+		if kind, honoured, ok := policies.Override(f); ok {
+			outcome := "refused"
+			if honoured {
+				outcome = "honoured"
+			}
+			s.m.overrides.WithLabelValues(f.Policy, kind, outcome).Inc()
+		}
 		switch f.Action {
 		case v1alpha1.ActionDeny:
 			if deny {

@@ -12,6 +12,7 @@ type metrics struct {
 	latency   *prometheus.HistogramVec // route, outcome
 	mutations *prometheus.CounterVec   // policy
 	findings  *prometheus.CounterVec   // policy, action, reason
+	overrides *prometheus.CounterVec   // policy, kind, outcome
 }
 
 // Outcomes of one admission request.
@@ -38,11 +39,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "gracekeeper", Subsystem: "webhook", Name: "findings_total",
 			Help: "Findings by policy, action (Deny, Warn, Audit) and reason.",
 		}, []string{"policy", "action", "reason"}),
+		overrides: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "gracekeeper", Subsystem: "webhook", Name: "overrides_total",
+			Help: "Pod annotations that asked to change what a policy does, by policy, kind (skip, shutdown-seconds, prestop-seconds) and outcome (honoured, refused).",
+		}, []string{"policy", "kind", "outcome"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.latency, m.mutations, m.findings} {
+	for _, c := range []prometheus.Collector{m.latency, m.mutations, m.findings, m.overrides} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

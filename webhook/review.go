@@ -36,6 +36,9 @@ type requestHeader struct {
 	Namespace string                  `json:"namespace"`
 	Name      string                  `json:"name"`
 	Operation string                  `json:"operation"`
+	// duplicates are the repeated keys of the request, answered as
+	// warnings (the last value counts, as in the API server).
+	duplicates []string
 }
 
 // podEnvelope decodes a pod review in one pass, the object straight into
@@ -52,13 +55,14 @@ type podEnvelope struct {
 
 var podGVK = metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}
 
-// decodePodReview returns the request and its pod. The fast one-pass decode
+// decodePodReview returns the request and its pod. The one-pass decode
 // serves well-formed pod reviews; anything else takes the careful path,
 // whose errors say exactly what is wrong.
 func decodePodReview(body []byte) (*requestHeader, *corev1.Pod, error) {
 	var e podEnvelope
-	if err := fastUnmarshal(body, &e); err == nil && e.APIVersion == "admission.k8s.io/v1" && e.Kind == "AdmissionReview" &&
+	if dups, err := decodeReporting(body, &e); err == nil && e.APIVersion == "admission.k8s.io/v1" && e.Kind == "AdmissionReview" &&
 		e.Request != nil && e.Request.UID != "" && e.Request.Object != nil && e.Request.Kind == podGVK {
+		e.Request.duplicates = duplicateWarnings(dups)
 		return &e.Request.requestHeader, e.Request.Object, nil
 	}
 	req, err := decodeEnvelope(body)
@@ -84,8 +88,12 @@ func badf(format string, args ...any) error { return &badRequest{fmt.Sprintf(for
 // the error answer can echo it.
 func decodeEnvelope(body []byte) (*request, error) {
 	var e envelope
-	if err := unmarshal(body, &e); err != nil {
+	dups, err := decodeReporting(body, &e)
+	if err != nil {
 		return nil, badf("request body is not a JSON AdmissionReview: %v", err)
+	}
+	if e.Request != nil {
+		e.Request.duplicates = duplicateWarnings(dups)
 	}
 	if e.APIVersion != "admission.k8s.io/v1" || e.Kind != "AdmissionReview" {
 		var uid types.UID
@@ -133,7 +141,7 @@ type reviewOut struct {
 }
 
 func encodeReview(r *response) ([]byte, error) {
-	return fastMarshal(reviewOut{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview", Response: r})
+	return marshal(reviewOut{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview", Response: r})
 }
 
 // errorResponse answers bad input: allowed false, code 400, the message.
@@ -144,4 +152,16 @@ func errorResponse(uid types.UID, err error) *response {
 		code = 500
 	}
 	return &response{UID: uid, Allowed: false, Result: &status{Code: code, Message: err.Error()}}
+}
+
+// duplicateWarnings words the repeated keys as the API server's warnings do.
+func duplicateWarnings(errs []error) []string {
+	if len(errs) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(errs))
+	for _, e := range errs {
+		out = append(out, "request: "+e.Error()+" (the last value counts)")
+	}
+	return out
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 )
@@ -54,8 +53,7 @@ func NewServer(cfg Config, src Source, reg prometheus.Registerer, lg logr.Logger
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	s := &Server{cfg: cfg, minTLS: minTLS, src: src, m: m, log: lg, slots: newInFlight(cfg)}
-	gatherer, _ := reg.(prometheus.Gatherer)
-	s.handler = s.routes(gatherer)
+	s.handler = s.routes()
 	return s, nil
 }
 
@@ -69,7 +67,11 @@ func (s *Server) NeedLeaderElection() bool { return false }
 // the server is not draining.
 func (s *Server) Ready() bool { return !s.draining.Load() && s.src.Set() != nil }
 
-func (s *Server) routes(g prometheus.Gatherer) http.Handler {
+// routes are admission and health only: /metrics is served on its own
+// port, behind authentication and authorization (app wires it), so that
+// what any client able to reach the webhook may read is nothing but
+// admission answers.
+func (s *Server) routes() http.Handler {
 	r := mux.NewRouter()
 	for _, route := range []string{RouteMutatePods, RouteValidatePods, RouteValidateWorkloads} {
 		r.Handle(route, s.admission(route)).Methods(http.MethodPost)
@@ -84,9 +86,6 @@ func (s *Server) routes(g prometheus.Gatherer) http.Handler {
 		}
 		_, _ = io.WriteString(w, "ok\n")
 	}).Methods(http.MethodGet)
-	if g != nil {
-		r.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{})).Methods(http.MethodGet)
-	}
 	r.Use(s.recoverer)
 	return r
 }

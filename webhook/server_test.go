@@ -7,12 +7,14 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 
@@ -324,13 +326,16 @@ func TestCertReload(t *testing.T) {
 }
 
 // TestMetrics: latency by route and outcome, mutations by policy, findings
-// by policy/action/reason, served on /metrics from the server's registry.
+// by policy/action/reason and overrides by policy/kind/outcome, in the
+// server's registry; the admission port does not serve them.
 func TestMetrics(t *testing.T) {
 	r, _, reg := startTLS(t, testSource(t), Config{})
 	for _, c := range []struct{ route, name string }{
 		{RouteMutatePods, "mutate-web-unknown-fields"},
 		{RouteValidatePods, "validate-pods-deny"},
 		{RouteValidatePods, "validate-pods-audit"},
+		{RouteValidatePods, "validate-pods-override-zero-denied"},
+		{RouteValidatePods, "validate-pods-override-raise-audited"},
 		{RouteMutatePods, "not-json"},
 	} {
 		body := []byte("nope")
@@ -344,29 +349,37 @@ func TestMetrics(t *testing.T) {
 		resp.Body.Close()
 	}
 	expect := map[string]float64{
-		`gracekeeper_webhook_mutations_total{policy="http-drain"}`:                                       1,
-		`gracekeeper_webhook_findings_total{action="Deny",policy="strict",reason="BudgetExceeded"}`:      1,
-		`gracekeeper_webhook_findings_total{action="Audit",policy="audit-only",reason="BudgetExceeded"}`: 1,
-		`gracekeeper_webhook_request_duration_seconds_count{outcome="patched",route="/mutate-pods"}`:     1,
-		`gracekeeper_webhook_request_duration_seconds_count{outcome="denied",route="/validate-pods"}`:    1,
-		`gracekeeper_webhook_request_duration_seconds_count{outcome="allowed",route="/validate-pods"}`:   1,
-		`gracekeeper_webhook_request_duration_seconds_count{outcome="error",route="/mutate-pods"}`:       1,
+		`gracekeeper_webhook_mutations_total{policy="http-drain"}`:                                           1,
+		`gracekeeper_webhook_findings_total{action="Deny",policy="strict",reason="BudgetExceeded"}`:          2,
+		`gracekeeper_webhook_findings_total{action="Audit",policy="audit-only",reason="BudgetExceeded"}`:     1,
+		`gracekeeper_webhook_findings_total{action="Warn",policy="strict",reason="ShutdownLoweringRefused"}`: 1,
+		`gracekeeper_webhook_overrides_total{kind="shutdown-seconds",outcome="refused",policy="strict"}`:     1,
+		`gracekeeper_webhook_overrides_total{kind="shutdown-seconds",outcome="honoured",policy="strict"}`:    1,
+		`gracekeeper_webhook_request_duration_seconds_count{outcome="patched",route="/mutate-pods"}`:         1,
+		`gracekeeper_webhook_request_duration_seconds_count{outcome="denied",route="/validate-pods"}`:        2,
+		`gracekeeper_webhook_request_duration_seconds_count{outcome="allowed",route="/validate-pods"}`:       2,
+		`gracekeeper_webhook_request_duration_seconds_count{outcome="error",route="/mutate-pods"}`:           1,
 	}
 	resp, err := r.client.Get(r.url + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
-	text, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /metrics on the admission port: HTTP %d, want 404 (metrics have their own, authenticated port)", resp.StatusCode)
+	}
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	text := rec.Body.String()
 	for series, want := range expect {
 		line := ""
-		for _, l := range strings.Split(string(text), "\n") {
+		for _, l := range strings.Split(text, "\n") {
 			if strings.HasPrefix(l, series+" ") {
 				line = l
 			}
 		}
 		if line == "" {
-			t.Errorf("/metrics lacks %s", series)
+			t.Errorf("metrics lack %s", series)
 			continue
 		}
 		if got := strings.TrimSpace(strings.TrimPrefix(line, series)); got != strconvF(want) {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -30,6 +29,8 @@ type StoreConfig struct {
 	// WriteStatus makes the store write each policy's status (only while
 	// this replica leads, so replicas do not fight over it).
 	WriteStatus bool
+	// Namespaces bounds the live reads of namespaces the cache lacks.
+	Namespaces NamespaceLookupConfig
 }
 
 // Condition written to LifecyclePolicy status.
@@ -50,10 +51,10 @@ type PolicyStore struct {
 	set  atomic.Pointer[policies.Set]
 	kick chan struct{}
 
-	cache     cache.Cache
-	client    client.Client // status writes
-	apiReader client.Reader // cache misses (a namespace created a moment ago)
-	elected   <-chan struct{}
+	cache   cache.Cache
+	client  client.Client // status writes
+	ns      *NamespaceLookup
+	elected <-chan struct{}
 }
 
 // NewPolicyStore returns a store; call SetupWithManager before the manager starts.
@@ -67,7 +68,8 @@ func NewPolicyStore(cfg StoreConfig, lg logr.Logger) *PolicyStore {
 // SetupWithManager registers the informers (LifecyclePolicy, Namespace) and
 // adds the store to the manager. The manager's scheme must know v1alpha1.
 func (p *PolicyStore) SetupWithManager(mgr manager.Manager) error {
-	p.cache, p.client, p.apiReader, p.elected = mgr.GetCache(), mgr.GetClient(), mgr.GetAPIReader(), mgr.Elected()
+	p.cache, p.client, p.elected = mgr.GetCache(), mgr.GetClient(), mgr.Elected()
+	p.ns = NewNamespaceLookup(p.cfg.Namespaces, p.cache, mgr.GetAPIReader())
 	ctx := context.Background()
 	inf, err := p.cache.GetInformer(ctx, &v1alpha1.LifecyclePolicy{})
 	if err != nil {
@@ -110,23 +112,11 @@ func (p *PolicyStore) Set() *policies.Set { return p.set.Load() }
 // Ready reports whether the first set has been built.
 func (p *PolicyStore) Ready() bool { return p.Set() != nil }
 
-// Namespace reads the namespace's labels from the cache, falling back to a
-// direct read for one the cache has not seen yet.
+// Namespace reads the namespace's labels from the cache; one the cache
+// has not seen yet costs at most one coalesced live read per interval
+// (NamespaceLookup).
 func (p *PolicyStore) Namespace(ctx context.Context, name string) (policies.Namespace, error) {
-	var ns corev1.Namespace
-	err := p.cache.Get(ctx, client.ObjectKey{Name: name}, &ns)
-	if apierrors.IsNotFound(err) {
-		err = p.apiReader.Get(ctx, client.ObjectKey{Name: name}, &ns)
-	}
-	if apierrors.IsNotFound(err) {
-		// The API server refuses objects in a missing namespace anyway
-		// (NamespaceLifecycle admission); judge with no labels.
-		return policies.Namespace{Name: name}, nil
-	}
-	if err != nil {
-		return policies.Namespace{Name: name}, err
-	}
-	return policies.Namespace{Name: ns.Name, Labels: ns.Labels}, nil
+	return p.ns.Namespace(ctx, name)
 }
 
 // Start waits for the cache, builds the first set, then rebuilds on every

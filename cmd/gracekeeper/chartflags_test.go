@@ -42,7 +42,7 @@ func TestChartArgsParse(t *testing.T) {
 			if !ok {
 				t.Fatalf("serve refuses the chart's args %q (exit %d): %s", args, code, stderr.String())
 			}
-			if o.CertMode != want || o.Namespace != chartrender.Namespace || o.MetricsAddr != ":8080" || o.Webhook.Addr != ":9443" || !o.LeaderElect {
+			if o.CertMode != want || o.Namespace != chartrender.Namespace || o.MetricsAddr != ":8443" || o.MetricsInsecure || o.Webhook.Addr != ":9443" || !o.LeaderElect {
 				t.Errorf("parsed %+v from %q", o.Options, args)
 			}
 		})

@@ -58,7 +58,8 @@ type LifecyclePolicySpec struct {
 
 	// ShutdownSeconds is what the application needs after SIGTERM, for every
 	// container of a matched pod (sidecars included). The pod annotation
-	// gracekeeper.dev/shutdown-seconds overrides it.
+	// gracekeeper.dev/shutdown-seconds may raise it, and lower it only where
+	// allowLowerBudget is set.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=86400
@@ -83,6 +84,15 @@ type LifecyclePolicySpec struct {
 	// AllowOptOut honours the pod annotation gracekeeper.dev/skip: "true".
 	// +optional
 	AllowOptOut bool `json:"allowOptOut,omitempty"`
+
+	// AllowLowerBudget honours the pod annotations
+	// gracekeeper.dev/shutdown-seconds and gracekeeper.dev/prestop-seconds
+	// where they are lower than this policy's shutdownSeconds or preStop.
+	// Off by default: an annotation may always raise the budget, but a pod
+	// author could otherwise annotate a pod out of a Deny policy. Where
+	// several policies match a pod, every one of them must allow it.
+	// +optional
+	AllowLowerBudget bool `json:"allowLowerBudget,omitempty"`
 
 	// Validation says what happens when a pod's shutdown budget does not fit
 	// its terminationGracePeriodSeconds.

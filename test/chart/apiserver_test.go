@@ -16,10 +16,12 @@ import (
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -342,8 +344,15 @@ func TestChartOnAPIServer(t *testing.T) {
 		}
 		addr := l.Addr().String()
 		l.Close()
+		ml, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		metricsAddr := ml.Addr().String()
+		ml.Close()
 		o := app.Options{
 			Webhook:     webhook.Config{Addr: addr, CertDir: filepath.Join(t.TempDir(), "certs"), DrainDelay: -1},
+			MetricsAddr: metricsAddr, // authenticated HTTPS, as the chart runs it
 			Namespace:   chartrender.Namespace,
 			LeaderElect: true,
 			CertMode:    app.CertModeSelf,
@@ -423,6 +432,54 @@ func TestChartOnAPIServer(t *testing.T) {
 		})
 		if err != nil {
 			t.Errorf("/readyz never succeeded over the self-managed certificate: %v", err)
+		}
+
+		// /metrics reviews each scraper's token and access through the API
+		// server with the chart's RBAC: the chart's metrics-reader
+		// ClusterRole lets a scraper in, no token or another ServiceAccount's
+		// is refused.
+		scrape := func(token string) int {
+			req, _ := http.NewRequest(http.MethodGet, "https://"+metricsAddr+"/metrics", nil)
+			if token != "" {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				return 0
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		token := func(name string, bind bool) string {
+			if err := admin.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "apps"}}); err != nil {
+				t.Fatal(err)
+			}
+			if bind {
+				crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+					RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "gracekeeper-metrics-reader"},
+					Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: "apps"}}}
+				if err := admin.Create(ctx, crb); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tr, err := kubernetes.NewForConfigOrDie(cfg).CoreV1().ServiceAccounts("apps").CreateToken(ctx, name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tr.Status.Token
+		}
+		prom, other := token("prometheus", true), token("other", false)
+		err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			return scrape(prom) == http.StatusOK, nil
+		})
+		if err != nil {
+			t.Errorf("a scraper bound to gracekeeper-metrics-reader never got /metrics (last HTTP %d)", scrape(prom))
+		}
+		if code := scrape(""); code != http.StatusUnauthorized {
+			t.Errorf("unauthenticated scrape: HTTP %d, want 401", code)
+		}
+		if code := scrape(other); code != http.StatusForbidden {
+			t.Errorf("scrape by a ServiceAccount without metrics-reader: HTTP %d, want 403", code)
 		}
 	})
 

@@ -25,17 +25,24 @@ import (
 // manager with the policy cache, the admission server and the finalizer
 // controller), run in-process against the test control plane.
 type gracekeeper struct {
-	baseURL string
-	http    *http.Client // trusts the serving CA
-	done    chan error
+	baseURL    string
+	metricsURL string
+	http       *http.Client // trusts the serving CA
+	done       chan error
 }
 
 func startGracekeeper(ctx context.Context, cfg *rest.Config, certDir, host string, port int, namespace string) *gracekeeper {
 	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	g := &gracekeeper{baseURL: "https://" + addr, done: make(chan error, 1)}
+	// Metrics on their own loopback port, plain HTTP (the opt-in mode): the
+	// suite reads counters; test/chart and app test the authenticated mode.
+	metricsAddr := freeLoopbackAddr()
+	g.metricsURL = "http://" + metricsAddr + "/metrics"
 	o := app.Options{
 		// No drain: the suite stops it only at the end, or to prove failurePolicy.
 		Webhook:            webhook.Config{Addr: addr, CertDir: certDir, DrainDelay: -1},
+		MetricsAddr:        metricsAddr,
+		MetricsInsecure:    true,
 		Namespace:          namespace,
 		ExcludedNamespaces: []string{"kube-system", "kube-node-lease"},
 		CertMode:           app.CertModeFiles, // envtest writes the serving pair
@@ -52,7 +59,7 @@ func (g *gracekeeper) wait() {
 }
 
 // waitReady polls /readyz (ready once the policy cache has synced) over TLS
-// with the serving CA, then keeps that client for scraping /metrics.
+// with the serving CA, then keeps that client (it also scrapes /metrics).
 func (g *gracekeeper) waitReady(ctx context.Context, ca []byte) error {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(ca) {
@@ -86,7 +93,7 @@ func (g *gracekeeper) waitReady(ctx context.Context, ca []byte) error {
 // findings counted for policy.
 func (g *gracekeeper) auditCount(t *testing.T, policy string) float64 {
 	t.Helper()
-	resp, err := g.http.Get(g.baseURL + "/metrics")
+	resp, err := g.http.Get(g.metricsURL)
 	if err != nil {
 		t.Fatalf("scrape /metrics: %v", err)
 	}
@@ -112,4 +119,14 @@ func (g *gracekeeper) auditCount(t *testing.T, policy string) float64 {
 		}
 	}
 	return sum
+}
+
+// freeLoopbackAddr is a loopback address with a port free a moment ago.
+func freeLoopbackAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
