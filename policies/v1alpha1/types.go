@@ -90,7 +90,11 @@ type LifecyclePolicySpec struct {
 	Validation *Validation `json:"validation,omitempty"`
 }
 
-// Match chooses pods and containers.
+// Match chooses pods and containers. What CEL cannot say here (label keys
+// and values, globs) the policy webhook checks (policies.ValidatePolicy).
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.namespaceSelector) || !has(self.namespaceSelector.matchExpressions) || self.namespaceSelector.matchExpressions.all(e, e.operator in ['In', 'NotIn'] ? (has(e.values) && size(e.values) > 0) : (e.operator in ['Exists', 'DoesNotExist'] && (!has(e.values) || size(e.values) == 0)))",message="namespaceSelector.matchExpressions: In and NotIn need values; Exists and DoesNotExist take none; no other operator",fieldPath=".namespaceSelector"
+// +kubebuilder:validation:XValidation:rule="!has(self.podSelector) || !has(self.podSelector.matchExpressions) || self.podSelector.matchExpressions.all(e, e.operator in ['In', 'NotIn'] ? (has(e.values) && size(e.values) > 0) : (e.operator in ['Exists', 'DoesNotExist'] && (!has(e.values) || size(e.values) == 0)))",message="podSelector.matchExpressions: In and NotIn need values; Exists and DoesNotExist take none; no other operator",fieldPath=".podSelector"
 type Match struct {
 	// NamespaceSelector selects namespaces by label; empty or absent selects
 	// every namespace the webhook sees.
@@ -145,7 +149,12 @@ type ExecAction struct {
 	BudgetSeconds *int64 `json:"budgetSeconds,omitempty"`
 }
 
-// HTTPGetAction sends an HTTP GET to the container.
+// HTTPGetAction sends an HTTP GET to the container. The rules are the API
+// server's for a pod's httpGet handler (validateHTTPGetAction), so that a
+// policy it accepts never yields a pod it refuses.
+//
+// +kubebuilder:validation:XValidation:rule="type(self.port) == int ? (self.port >= 1 && self.port <= 65535) : (size(self.port) <= 15 && self.port.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && self.port.matches('[a-z]') && !self.port.contains('--'))",message="port must be a number between 1 and 65535, or a port name: at most 15 lowercase letters, digits and '-', with at least one letter, no '--', not starting or ending with '-'",fieldPath=".port"
+// +kubebuilder:validation:XValidation:rule="!has(self.httpHeaders) || self.httpHeaders.all(h, h.name.matches('^[-A-Za-z0-9]+$'))",message="httpHeaders: a header name consists of letters, digits and '-'",fieldPath=".httpHeaders"
 type HTTPGetAction struct {
 	// +optional
 	Path string `json:"path,omitempty"`
@@ -237,6 +246,7 @@ type Cleanup struct {
 	// until the release step succeeds or is given up.
 	// +kubebuilder:validation:MaxLength=316
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+/[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[^/]{1,253}/')",message="the domain part (before '/') must be at most 253 characters, as the API server requires of a finalizer name"
 	Finalizer string `json:"finalizer"`
 
 	// URL receives a POST of the pod's identity and final state; any 2xx
