@@ -174,3 +174,8 @@ func touchedErrors(before, after *corev1.Pod) field.ErrorList {
 	}
 	return errs
 }
+
+// PodRuleErrors is what the API server would refuse in after, of the fields
+// that differ from before (the check the engine runs on every mutated pod).
+// Exported for tests that hold it against a real API server.
+func PodRuleErrors(before, after *corev1.Pod) field.ErrorList { return touchedErrors(before, after) }
