@@ -148,3 +148,28 @@ func TestCheckAgreesWithWebhookOnEveryKind(t *testing.T) {
 		})
 	}
 }
+
+// TestMirrorPodFinding: check leaves a mirror pod as it is and says so.
+func TestMirrorPodFinding(t *testing.T) {
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "p.yaml")
+	if err := os.WriteFile(pol, []byte("apiVersion: gracekeeper.dev/v1alpha1\nkind: LifecyclePolicy\nmetadata: {name: all}\nspec:\n  preStop: {sleep: {seconds: 5}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pod := filepath.Join(dir, "pod.yaml")
+	if err := os.WriteFile(pod, []byte("apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd-node1\n  namespace: shop\n  annotations: {kubernetes.io/config.mirror: abc}\nspec:\n  containers: [{name: etcd, image: etcd}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(context.Background(), Options{}, []string{pol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Check([]string{pod}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := res.Objects[0]
+	if o.Changed || len(o.Findings) != 1 || o.Findings[0].Reason != policies.ReasonMirrorPod {
+		t.Errorf("changed=%v findings %+v, want unchanged with a MirrorPod finding", o.Changed, o.Findings)
+	}
+}

@@ -37,7 +37,7 @@ type Kind struct {
 // PodLabel is a label a workload's pods get from their controller. When
 // Known is false the value depends on the pod (a hash, an ordinal, a UID)
 // and cannot be known from the template: selection judges it as unknown
-// (see Selection of unknown labels in docs/policies.md).
+// (docs/policies.md, "How a selector judges an unknown value").
 type PodLabel struct {
 	Key   string
 	Value string
