@@ -40,7 +40,7 @@ func badPolicies() map[string]struct {
 		"port 65536":            {httpGet(func(g *v1alpha1.HTTPGetAction) { g.Port = intstr.FromInt32(65536) }), "spec.preStop.httpGet.port", "between 1 and 65535"},
 		"invalid port name":     {httpGet(func(g *v1alpha1.HTTPGetAction) { g.Port = intstr.FromString("Http_Port") }), "spec.preStop.httpGet.port", "Http_Port"},
 		"port name too long":    {httpGet(func(g *v1alpha1.HTTPGetAction) { g.Port = intstr.FromString("a-very-long-port-name") }), "spec.preStop.httpGet.port", "no more than 15"},
-		"header name w/ spaces": {httpGet(func(g *v1alpha1.HTTPGetAction) { g.HTTPHeaders = []corev1.HTTPHeader{{Name: "X Drain", Value: "1"}} }), "spec.preStop.httpGet.httpHeaders[0].name", "X Drain"},
+		"header name w/ spaces": {httpGet(func(g *v1alpha1.HTTPGetAction) { g.HTTPHeaders = []v1alpha1.HTTPHeader{{Name: "X Drain", Value: "1"}} }), "spec.preStop.httpGet.httpHeaders[0].name", "X Drain"},
 		"bad scheme":            {httpGet(func(g *v1alpha1.HTTPGetAction) { g.Scheme = "FTP" }), "spec.preStop.httpGet.scheme", "Unsupported value"},
 		"exec without command": {func(s *v1alpha1.LifecyclePolicySpec) {
 			s.PreStop = &v1alpha1.PreStopHook{HookAction: v1alpha1.HookAction{Exec: &v1alpha1.ExecAction{BudgetSeconds: ptr.To[int64](1)}}}
@@ -118,7 +118,7 @@ func TestValidatePolicyAccepts(t *testing.T) {
 		"empty": {},
 		"port 1 and 65535 and a name": {
 			PreStop:   &v1alpha1.PreStopHook{HookAction: v1alpha1.HookAction{HTTPGet: &v1alpha1.HTTPGetAction{Port: intstr.FromInt32(65535), BudgetSeconds: ptr.To[int64](0)}}},
-			PostStart: &v1alpha1.PostStartHook{HookAction: v1alpha1.HookAction{HTTPGet: &v1alpha1.HTTPGetAction{Port: intstr.FromString("http-alt"), Scheme: corev1.URISchemeHTTPS, HTTPHeaders: []corev1.HTTPHeader{{Name: "X-Drain"}}}}},
+			PostStart: &v1alpha1.PostStartHook{HookAction: v1alpha1.HookAction{HTTPGet: &v1alpha1.HTTPGetAction{Port: intstr.FromString("http-alt"), Scheme: corev1.URISchemeHTTPS, HTTPHeaders: []v1alpha1.HTTPHeader{{Name: "X-Drain"}}}}},
 		},
 		"selectors and globs": {Match: v1alpha1.Match{
 			PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "web"}, MatchExpressions: []metav1.LabelSelectorRequirement{

@@ -90,11 +90,9 @@ type LifecyclePolicySpec struct {
 	Validation *Validation `json:"validation,omitempty"`
 }
 
-// Match chooses pods and containers. What CEL cannot say here (label keys
-// and values, globs) the policy webhook checks (policies.ValidatePolicy).
-//
-// +kubebuilder:validation:XValidation:rule="!has(self.namespaceSelector) || !has(self.namespaceSelector.matchExpressions) || self.namespaceSelector.matchExpressions.all(e, e.operator in ['In', 'NotIn'] ? (has(e.values) && size(e.values) > 0) : (e.operator in ['Exists', 'DoesNotExist'] && (!has(e.values) || size(e.values) == 0)))",message="namespaceSelector.matchExpressions: In and NotIn need values; Exists and DoesNotExist take none; no other operator",fieldPath=".namespaceSelector"
-// +kubebuilder:validation:XValidation:rule="!has(self.podSelector) || !has(self.podSelector.matchExpressions) || self.podSelector.matchExpressions.all(e, e.operator in ['In', 'NotIn'] ? (has(e.values) && size(e.values) > 0) : (e.operator in ['Exists', 'DoesNotExist'] && (!has(e.values) || size(e.values) == 0)))",message="podSelector.matchExpressions: In and NotIn need values; Exists and DoesNotExist take none; no other operator",fieldPath=".podSelector"
+// Match chooses pods and containers. Label selectors and globs are checked
+// by the policy webhook (policies.ValidatePolicy): CEL over a selector's
+// unbounded lists of unbounded strings would exceed the CRD's cost budget.
 type Match struct {
 	// NamespaceSelector selects namespaces by label; empty or absent selects
 	// every namespace the webhook sees.
@@ -153,8 +151,10 @@ type ExecAction struct {
 // server's for a pod's httpGet handler (validateHTTPGetAction), so that a
 // policy it accepts never yields a pod it refuses.
 //
-// +kubebuilder:validation:XValidation:rule="type(self.port) == int ? (self.port >= 1 && self.port <= 65535) : (size(self.port) <= 15 && self.port.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && self.port.matches('[a-z]') && !self.port.contains('--'))",message="port must be a number between 1 and 65535, or a port name: at most 15 lowercase letters, digits and '-', with at least one letter, no '--', not starting or ending with '-'",fieldPath=".port"
-// +kubebuilder:validation:XValidation:rule="!has(self.httpHeaders) || self.httpHeaders.all(h, h.name.matches('^[-A-Za-z0-9]+$'))",message="httpHeaders: a header name consists of letters, digits and '-'",fieldPath=".httpHeaders"
+// A port name's syntax is left to the policy webhook: a regular expression
+// on a string of unbounded length would exceed the CRD's CEL cost budget.
+//
+// +kubebuilder:validation:XValidation:rule="type(self.port) != int || (self.port >= 1 && self.port <= 65535)",message="port must be between 1 and 65535, inclusive",fieldPath=".port"
 type HTTPGetAction struct {
 	// +optional
 	Path string `json:"path,omitempty"`
@@ -172,7 +172,7 @@ type HTTPGetAction struct {
 
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
-	HTTPHeaders []corev1.HTTPHeader `json:"httpHeaders,omitempty"`
+	HTTPHeaders []HTTPHeader `json:"httpHeaders,omitempty"`
 
 	// BudgetSeconds declares how long the request takes. Required on preStop,
 	// where it counts in the shutdown budget; not allowed on postStart.
@@ -180,6 +180,18 @@ type HTTPGetAction struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=86400
 	BudgetSeconds *int64 `json:"budgetSeconds,omitempty"`
+}
+
+// HTTPHeader is a header of an httpGet hook: corev1.HTTPHeader, with the
+// name's syntax as the API server checks it on pods
+// (k8s.io/apimachinery/pkg/util/validation IsHTTPHeaderName).
+type HTTPHeader struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[-A-Za-z0-9]+$`
+	Name string `json:"name"`
+	// +kubebuilder:validation:MaxLength=4096
+	Value string `json:"value"`
 }
 
 // HookAction is exactly one of sleep, exec or httpGet (the rule sits on the

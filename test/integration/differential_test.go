@@ -120,7 +120,7 @@ func randomPolicy(rng *rand.Rand, name string) *v1alpha1.LifecyclePolicy {
 				Scheme: pick(rng, corev1.URIScheme(""), corev1.URISchemeHTTP, corev1.URISchemeHTTPS),
 			}
 			if rng.IntN(3) == 0 {
-				g.HTTPHeaders = []corev1.HTTPHeader{{Name: pick(rng, "X-Drain", "X Drain", "x_y"), Value: "1"}}
+				g.HTTPHeaders = []v1alpha1.HTTPHeader{{Name: pick(rng, "X-Drain", "X Drain", "x_y"), Value: "1"}}
 			}
 			if pre {
 				g.BudgetSeconds = ptr.To[int64](pick[int64](rng, 0, 5, 20))

@@ -34,7 +34,7 @@ func TestBadPoliciesRefusedWhenApplied(t *testing.T) {
 		field string
 	}{
 		"port 0":                 {httpGet(func(g *v1alpha1.HTTPGetAction) { g.Port = intstr.FromInt32(0) }), "spec.preStop.httpGet.port"},
-		"header name with space": {httpGet(func(g *v1alpha1.HTTPGetAction) { g.HTTPHeaders = []corev1.HTTPHeader{{Name: "X Drain", Value: "1"}} }), "spec.preStop.httpGet.httpHeaders"},
+		"header name with space": {httpGet(func(g *v1alpha1.HTTPGetAction) { g.HTTPHeaders = []v1alpha1.HTTPHeader{{Name: "X Drain", Value: "1"}} }), "spec.preStop.httpGet.httpHeaders"},
 		"invalid port name":      {httpGet(func(g *v1alpha1.HTTPGetAction) { g.Port = intstr.FromString("Http_Port") }), "spec.preStop.httpGet.port"},
 		"finalizer domain > 253": {v1alpha1.LifecyclePolicySpec{Cleanup: &v1alpha1.Cleanup{Finalizer: longDomain, URL: "https://ipam.example.com/release"}}, "spec.cleanup.finalizer"},
 		"glob web[":              {v1alpha1.LifecyclePolicySpec{Match: v1alpha1.Match{Containers: []string{"web["}}}, "spec.match.containers[0]"},
