@@ -32,6 +32,7 @@ var goldenCases = map[string]struct {
 	"unknown-fields":     {desc: "fields the Go types do not know survive the change; a misspelt field is flagged"},
 	"namespace-selector": {desc: "namespace labels from the flag and kubernetes.io/metadata.name; kube-system excluded", options: Options{NamespaceLabels: map[string]string{"team": "payments"}}},
 	"warn-audit":         {desc: "Warn and Audit findings do not fail the run"},
+	"controller-labels":  {desc: "templates judged with the labels their controllers give pods; unknown values may match, DoesNotExist on a controller label does not"},
 }
 
 // testEngine is the engine configuration the CLI uses.

@@ -31,17 +31,25 @@ const (
 	ReasonDuplicateField policies.Reason = "DuplicateField"
 )
 
-// servedVersion is the apiVersion the API server serves a reviewed kind in.
+// servedVersion is the apiVersion the API server serves a reviewed kind in:
+// pods, and the workload kinds of policies.Kinds.
 func servedVersion(kind string) (string, bool) {
-	switch kind {
-	case "Pod", "ReplicationController":
+	if kind == "Pod" {
 		return "v1", true
-	case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet":
-		return "apps/v1", true
-	case "Job", "CronJob":
-		return "batch/v1", true
+	}
+	if k, ok := policies.KindNamed(kind); ok {
+		return k.GVK.GroupVersion().String(), true
 	}
 	return "", false
+}
+
+// reviewedKinds names what check reviews, for messages.
+func reviewedKinds() string {
+	names := []string{"Pods"}
+	for _, k := range policies.Kinds() {
+		names = append(names, k.GVK.Kind+"s")
+	}
+	return strings.Join(names, ", ")
 }
 
 // Options configure a Checker.
@@ -177,7 +185,7 @@ func (c *Checker) reviewObject(loc Location, js []byte, prefix string, declared 
 		}
 		// A built-in group with a kind or version it does not have is a typo
 		// (or an API version Kubernetes has removed): the cluster would refuse it.
-		return Object{}, nil, &InputError{Loc: loc, Err: fmt.Errorf("unknown kind %q in apiVersion %q: check reads Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, ReplicationControllers, Jobs, CronJobs and Lists of them, and passes other kinds through", tm.Kind, tm.APIVersion)}
+		return Object{}, nil, &InputError{Loc: loc, Err: fmt.Errorf("unknown kind %q in apiVersion %q: check reads %s and Lists of them, and passes other kinds through", tm.Kind, tm.APIVersion, reviewedKinds())}
 	}
 	obj, _, err := c.codecs.strict.Decode(js, nil, nil)
 	var strictErr error
@@ -209,24 +217,29 @@ func (c *Checker) reviewObject(loc Location, js []byte, prefix string, declared 
 	var (
 		before  *corev1.Pod
 		pointer string
+		tmpl    policies.Template
 	)
 	switch typed := obj.(type) {
 	case *corev1.Pod:
 		before = typed
 	default:
-		tmpl, ptr, ok := policies.TemplateOf(obj)
-		if !ok {
+		var ok bool
+		if tmpl, ok = policies.TemplateFor(obj); !ok {
 			return o, nil, nil // not a pod or a workload: passes through
 		}
-		before = policies.PodFromTemplate(acc, tm.Kind, tmpl)
-		pointer = ptr
+		before, pointer = tmpl.Pod, tmpl.Pointer
 	}
 	ns := c.namespace(o.Namespace, declared)
 	if ns.Labels[labelIgnoreNamespace] == "true" {
 		return o, nil, nil // admission never sees it
 	}
 	o.Reviewed = true
-	d := c.set.Review(before, ns)
+	var d policies.Decision
+	if pointer == "" {
+		d = c.set.Review(before, ns)
+	} else {
+		d = c.set.ReviewTemplate(tmpl, ns)
+	}
 	o.Policies = d.Policies
 	o.Findings = append(o.Findings, d.Findings...)
 	if d.Pod == nil || d.Pod == before {

@@ -140,7 +140,12 @@ func gracePeriod(spec *corev1.PodSpec) int64 {
 	if spec.TerminationGracePeriodSeconds == nil {
 		return corev1.DefaultTerminationGracePeriodSeconds
 	}
-	return *spec.TerminationGracePeriodSeconds
+	// A negative value (accepted in templates with a warning) becomes 1
+	// when the pod is created (pkg/apis/core/v1/defaults.go SetDefaults_Pod).
+	if v := *spec.TerminationGracePeriodSeconds; v >= 0 {
+		return v
+	}
+	return 1
 }
 
 // podSeconds are the pod's gracekeeper duration annotations, as the

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"path"
 	"slices"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -33,27 +32,21 @@ type compiled struct {
 
 // compile turns a policy into its compiled form, or says why it cannot.
 func compile(p *v1alpha1.LifecyclePolicy) (*compiled, error) {
+	if errs := ValidatePolicy(p); len(errs) > 0 {
+		return nil, errs.ToAggregate()
+	}
 	c := &compiled{name: p.Name, spec: p.Spec.DeepCopy(), sidecars: p.Spec.Match.IncludeSidecars}
 	var err error
 	if c.nsSel, err = selector(p.Spec.Match.NamespaceSelector); err != nil {
-		return nil, fmt.Errorf("match.namespaceSelector: %w", err)
+		return nil, fmt.Errorf("spec.match.namespaceSelector: %w", err)
 	}
 	if c.podSel, err = selector(p.Spec.Match.PodSelector); err != nil {
-		return nil, fmt.Errorf("match.podSelector: %w", err)
-	}
-	if err := checkGlobs(p.Spec.Match.Containers); err != nil {
-		return nil, fmt.Errorf("match.containers: %w", err)
-	}
-	if err := checkGlobs(p.Spec.Match.ExcludeContainers); err != nil {
-		return nil, fmt.Errorf("match.excludeContainers: %w", err)
+		return nil, fmt.Errorf("spec.match.podSelector: %w", err)
 	}
 	if !slices.Contains(p.Spec.Match.Containers, "*") {
 		c.include = slices.Clone(p.Spec.Match.Containers)
 	}
 	c.exclude = slices.Clone(p.Spec.Match.ExcludeContainers)
-	if a := p.Spec.Validation; a != nil && a.Action != "" && !validAction(a.Action) {
-		return nil, fmt.Errorf("validation.action %q is not one of Deny, Warn, Audit", a.Action)
-	}
 	if h := p.Spec.PreStop; h != nil {
 		if c.preStop = handler(h.HookAction); c.preStop == nil {
 			return nil, fmt.Errorf("preStop: exactly one of sleep, exec or httpGet must be set")
@@ -82,18 +75,25 @@ func selector(ls *metav1.LabelSelector) (labels.Selector, error) {
 	return metav1.LabelSelectorAsSelector(ls)
 }
 
-// checkGlobs rejects patterns path.Match would fail on (path.ErrBadPattern),
-// so that matching later cannot fail silently.
-func checkGlobs(globs []string) error {
-	for _, g := range globs {
-		if strings.TrimSpace(g) == "" {
-			return fmt.Errorf("empty pattern")
-		}
-		if _, err := path.Match(g, ""); err != nil {
-			return fmt.Errorf("pattern %q: %w", g, err)
+// named reports whether one of the policy's own container globs (not the
+// default "*") matches name.
+func (c *compiled) named(name string) bool {
+	for _, g := range c.include {
+		if ok, _ := path.Match(g, name); ok {
+			return true
 		}
 	}
-	return nil
+	return false
+}
+
+// excluded reports whether match.excludeContainers matches name.
+func (c *compiled) excluded(name string) bool {
+	for _, g := range c.exclude {
+		if ok, _ := path.Match(g, name); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // selectsContainer reports whether the policy's container globs choose name.

@@ -32,6 +32,9 @@ const (
 	ReasonInvalidPolicy    Reason = "InvalidPolicy"    // a policy could not be compiled (bad selector, bad glob)
 	ReasonOptedOut         Reason = "OptedOut"         // gracekeeper.dev/skip honoured
 	ReasonOptOutNotAllowed Reason = "OptOutNotAllowed" // gracekeeper.dev/skip present but not allowed
+	ReasonMirrorPod        Reason = "MirrorPod"        // a static pod's mirror: left alone
+	ReasonNotTargeted      Reason = "NotTargeted"      // a container named in match.containers gets no hook, and why
+	ReasonUnsafeMutation   Reason = "UnsafeMutation"   // the mutated pod would be refused by the API server: admitted unchanged
 	// Duration annotations: honoured (Audit) or, lowering without
 	// allowLowerBudget, refused (Warn).
 	ReasonShutdownOverride        Reason = "ShutdownOverride"        // gracekeeper.dev/shutdown-seconds honoured
@@ -166,8 +169,19 @@ func (s *Set) Len() int {
 // Review is what admission of a pod template does: Mutate, then Validate the
 // result, with the findings of both. Workload validation and `check` use it.
 func (s *Set) Review(pod *corev1.Pod, ns Namespace) Decision {
-	m := s.Mutate(pod, ns)
-	v := s.Validate(m.Pod, ns)
+	return s.review(pod, ns, nil)
+}
+
+// ReviewTemplate is Review of a workload's template as the pods its
+// controller creates: with the controller's labels, those of unknown value
+// judged as matchUnknown says.
+func (s *Set) ReviewTemplate(t Template, ns Namespace) Decision {
+	return s.review(t.Pod, ns, t.Unknown)
+}
+
+func (s *Set) review(pod *corev1.Pod, ns Namespace, unknown []string) Decision {
+	m := s.mutate(pod, ns, unknown)
+	v := s.validate(m.Pod, ns, unknown)
 	m.Findings = append(m.Findings, v.Findings...)
 	return m
 }

@@ -22,11 +22,10 @@ func handler(a v1alpha1.HookAction) *corev1.LifecycleHandler {
 		return &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: append([]string(nil), a.Exec.Command...)}}
 	case a.HTTPGet != nil:
 		g := &corev1.HTTPGetAction{
-			Path:        a.HTTPGet.Path,
-			Port:        a.HTTPGet.Port,
-			Host:        a.HTTPGet.Host,
-			Scheme:      a.HTTPGet.Scheme,
-			HTTPHeaders: append([]corev1.HTTPHeader(nil), a.HTTPGet.HTTPHeaders...),
+			Path:   a.HTTPGet.Path,
+			Port:   a.HTTPGet.Port,
+			Host:   a.HTTPGet.Host,
+			Scheme: a.HTTPGet.Scheme,
 		}
 		if g.Path == "" {
 			g.Path = "/"
@@ -34,8 +33,8 @@ func handler(a v1alpha1.HookAction) *corev1.LifecycleHandler {
 		if g.Scheme == "" {
 			g.Scheme = corev1.URISchemeHTTP
 		}
-		if len(g.HTTPHeaders) == 0 {
-			g.HTTPHeaders = nil
+		for _, h := range a.HTTPGet.HTTPHeaders {
+			g.HTTPHeaders = append(g.HTTPHeaders, corev1.HTTPHeader{Name: h.Name, Value: h.Value})
 		}
 		return &corev1.LifecycleHandler{HTTPGet: g}
 	}

@@ -27,11 +27,15 @@ type hookPlan struct {
 // of mutation only (skipped hooks, capped grace); opt-out and annotation
 // findings come from Validate, so Review reports them once.
 func (s *Set) Mutate(pod *corev1.Pod, ns Namespace) Decision {
+	return s.mutate(pod, ns, nil)
+}
+
+func (s *Set) mutate(pod *corev1.Pod, ns Namespace, unknown []string) Decision {
 	d := Decision{Pod: pod}
 	if s == nil || pod == nil {
 		return d
 	}
-	pols, _ := s.applicable(pod, ns, false)
+	pols, _ := s.applicable(pod, ns, unknown, false)
 	if len(pols) == 0 {
 		return d
 	}
@@ -50,7 +54,16 @@ func (s *Set) Mutate(pod *corev1.Pod, ns Namespace) Decision {
 	if e.none() {
 		return d
 	}
-	d.Pod, d.Changed = e.apply(pod), true
+	out := e.apply(pod)
+	if errs := touchedErrors(pod, out); len(errs) > 0 {
+		// Defence in depth: policies are validated when applied, but a
+		// pod the API server refuses must never come out of here, whatever
+		// slipped through. The pod is admitted as it came.
+		d.Findings = append(d.Findings, Finding{Policy: d.Policies[0], Action: v1alpha1.ActionWarn, Reason: ReasonUnsafeMutation,
+			Message: fmt.Sprintf("policies %s not applied: the API server would refuse the changed pod (%v); the pod is admitted unchanged", strings.Join(d.Policies, ", "), errs.ToAggregate())})
+		return d
+	}
+	d.Pod, d.Changed = out, true
 	return d
 }
 
@@ -87,29 +100,44 @@ func (m *merged) planHooks(spec *corev1.PodSpec) []hookPlan {
 	return plans
 }
 
-// initContainerSkips reports plain init containers that a policy names
-// explicitly in match.containers: the API server forbids lifecycle on init
-// containers without restartPolicy: Always (validateInitContainers), so the
-// hook is not injected, and the user should know why. A "*" (or absent) glob
-// is not naming them, so it stays silent.
+// initContainerSkips reports the containers a policy names in
+// match.containers that get none of its hooks, and why: a plain init
+// container (the API server forbids lifecycle on init containers without
+// restartPolicy: Always, validateInitContainers), a native sidecar without
+// includeSidecars, or a name match.excludeContainers also matches. A "*"
+// (or absent) glob is not naming them, so it stays silent.
 func (m *merged) initContainerSkips(spec *corev1.PodSpec) []Finding {
 	var out []Finding
-	for i := range spec.InitContainers {
-		c := &spec.InitContainers[i]
-		if isSidecar(c) {
-			continue
-		}
+	check := func(c *corev1.Container, init bool) {
 		for _, hook := range []string{"preStop", "postStart"} {
 			for _, p := range m.pols {
-				if (hook == "preStop" && p.preStop == nil) || (hook == "postStart" && p.postStart == nil) || p.include == nil || !p.selectsContainer(c.Name) {
+				if (hook == "preStop" && p.preStop == nil) || (hook == "postStart" && p.postStart == nil) || p.include == nil || !p.named(c.Name) {
 					continue
 				}
-				out = append(out, Finding{Policy: p.name, Container: c.Name, Action: v1alpha1.ActionWarn, Reason: ReasonHookSkipped,
-					Message: fmt.Sprintf("container %q: %s from policy %q not injected: it is an init container without restartPolicy: Always, and the API server allows lifecycle hooks only on regular containers and native sidecars",
-						c.Name, hook, p.name)})
+				var why string
+				reason := ReasonNotTargeted
+				switch {
+				case init && !isSidecar(c):
+					reason = ReasonHookSkipped
+					why = "it is an init container without restartPolicy: Always, and the API server allows lifecycle hooks only on regular containers and native sidecars"
+				case p.excluded(c.Name):
+					why = "match.excludeContainers also matches it; exclusions win"
+				case init && !p.sidecars:
+					why = "it is a native sidecar (an init container with restartPolicy: Always) and the policy does not set match.includeSidecars: true"
+				default:
+					continue
+				}
+				out = append(out, Finding{Policy: p.name, Container: c.Name, Action: v1alpha1.ActionWarn, Reason: reason,
+					Message: fmt.Sprintf("container %q: %s from policy %q not injected: %s", c.Name, hook, p.name, why)})
 				break
 			}
 		}
+	}
+	for i := range spec.Containers {
+		check(&spec.Containers[i], false)
+	}
+	for i := range spec.InitContainers {
+		check(&spec.InitContainers[i], true)
 	}
 	return out
 }

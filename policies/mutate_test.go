@@ -38,7 +38,7 @@ func TestMerge(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := mustSet(t, order...)
-			m := merge(s.selectPolicies(podWith(nil, "c"), Namespace{Name: "shop"}))
+			m := merge(s.selectPolicies(podWith(nil, "c"), Namespace{Name: "shop"}, nil))
 			if got := m.names(); !reflect.DeepEqual(got, []string{"high", "a-low", "b-low"}) {
 				t.Fatalf("order %v", got)
 			}

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 )
@@ -50,14 +51,15 @@ func indexKeys(ls *metav1.LabelSelector) (key string, values []string, ok bool) 
 }
 
 func (ix *index) add(i int, m v1alpha1.Match) {
+	// An In list may repeat a value; the policy is filed once per value.
 	if k, vs, ok := indexKeys(m.PodSelector); ok {
-		for _, v := range vs {
+		for _, v := range uniq(vs) {
 			ix.pod[kv{k, v}] = append(ix.pod[kv{k, v}], i)
 		}
 		return
 	}
 	if k, vs, ok := indexKeys(m.NamespaceSelector); ok {
-		for _, v := range vs {
+		for _, v := range uniq(vs) {
 			ix.ns[kv{k, v}] = append(ix.ns[kv{k, v}], i)
 		}
 		return
@@ -91,9 +93,18 @@ func nsName(pod *corev1.Pod, ns Namespace) string {
 	return pod.Namespace
 }
 
+func uniq(vs []string) []string {
+	out := slices.Clone(vs)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // selectPolicies returns the policies whose selectors match the pod, highest
-// priority first. It allocates nothing when none matches.
-func (s *Set) selectPolicies(pod *corev1.Pod, ns Namespace) []*compiled {
+// priority first, each once. unknown are label keys the pod will carry with
+// a value not known yet (a workload template's controller labels): a
+// requirement on one of them may hold, and counts as holding (matchUnknown).
+// It allocates nothing when none matches.
+func (s *Set) selectPolicies(pod *corev1.Pod, ns Namespace, unknown []string) []*compiled {
 	if pod == nil || len(s.pols) == 0 {
 		return nil
 	}
@@ -103,8 +114,17 @@ func (s *Set) selectPolicies(pod *corev1.Pod, ns Namespace) []*compiled {
 	}
 	var buf [32]int
 	cand := append(buf[:0], s.ix.always...)
-	for k, v := range pod.Labels {
-		cand = append(cand, s.ix.pod[kv{k, v}]...)
+	if len(unknown) > 0 {
+		// A policy filed under an unknown key's value may match: look at
+		// all of them (workload templates only, never the pod path).
+		cand = cand[:0]
+		for i := range s.pols {
+			cand = append(cand, i)
+		}
+	} else {
+		for k, v := range pod.Labels {
+			cand = append(cand, s.ix.pod[kv{k, v}]...)
+		}
 	}
 	if len(s.ix.ns) > 0 {
 		_, hasName := ns.Labels[corev1.LabelMetadataName]
@@ -115,13 +135,13 @@ func (s *Set) selectPolicies(pod *corev1.Pod, ns Namespace) []*compiled {
 			cand = append(cand, s.ix.ns[kv{corev1.LabelMetadataName, name}]...)
 		}
 	}
-	// A policy is filed under one key only and a pod or namespace has one
-	// value per key, so cand holds no duplicates; keep those that match.
+	// Keep those that match; duplicates (all policies with unknown labels,
+	// plus the namespace index) are removed after sorting.
 	n := 0
 	nsl := nsLabels{name: name, m: ns.Labels}
 	for _, i := range cand {
 		c := s.pols[i]
-		if c.podSel != nil && !c.podSel.Matches(labels.Set(pod.Labels)) {
+		if c.podSel != nil && !matchUnknown(c.podSel, pod.Labels, unknown) {
 			continue
 		}
 		if c.nsSel != nil && !c.nsSel.Matches(nsl) {
@@ -135,6 +155,8 @@ func (s *Set) selectPolicies(pod *corev1.Pod, ns Namespace) []*compiled {
 	}
 	cand = cand[:n]
 	slices.Sort(cand) // s.pols is in merge order, so index order is priority order
+	cand = slices.Compact(cand)
+	n = len(cand)
 	out := make([]*compiled, n)
 	for j, i := range cand {
 		out[j] = s.pols[i]
@@ -142,14 +164,50 @@ func (s *Set) selectPolicies(pod *corev1.Pod, ns Namespace) []*compiled {
 	return out
 }
 
+// matchUnknown is sel.Matches(set) where the keys in unknown are present
+// with a value that is not known. A requirement on such a key is judged:
+// Exists holds, DoesNotExist fails (the controller always sets the key), and
+// In, NotIn, = and != may hold either way and count as holding, so that a
+// policy that may select some pod of a workload judges its template: a
+// template is refused at apply time when any of its pods could be.
+func matchUnknown(sel labels.Selector, set map[string]string, unknown []string) bool {
+	if len(unknown) == 0 {
+		return sel.Matches(labels.Set(set))
+	}
+	reqs, _ := sel.Requirements()
+	for _, r := range reqs {
+		if !slices.Contains(unknown, r.Key()) {
+			if !r.Matches(labels.Set(set)) {
+				return false
+			}
+			continue
+		}
+		if r.Operator() == selection.DoesNotExist {
+			return false
+		}
+	}
+	return true
+}
+
 // applicable is selection followed by the opt-out annotation: a policy with
 // allowOptOut is dropped when the pod says gracekeeper.dev/skip: "true".
 // Findings (opt-out, a bad skip value) are collected only when withFindings,
 // so that Mutate and Validate do not report them twice through Review.
-func (s *Set) applicable(pod *corev1.Pod, ns Namespace, withFindings bool) ([]*compiled, []Finding) {
-	pols := s.selectPolicies(pod, ns)
+func (s *Set) applicable(pod *corev1.Pod, ns Namespace, unknown []string, withFindings bool) ([]*compiled, []Finding) {
+	pols := s.selectPolicies(pod, ns, unknown)
 	if len(pols) == 0 {
 		return nil, nil
+	}
+	if _, mirror := pod.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
+		// A mirror pod is the API server's copy of a static pod: the kubelet
+		// runs it from its manifest file, whatever the copy says, so hooks
+		// added here never run and a finalizer only keeps the copy around
+		// (pkg/kubelet/pod/mirror_client.go). It is left alone.
+		if !withFindings {
+			return nil, nil
+		}
+		return nil, []Finding{{Policy: pols[0].name, Action: v1alpha1.ActionAudit, Reason: ReasonMirrorPod,
+			Message: fmt.Sprintf("mirror pod of a static pod (annotation %s): left alone; its hooks and grace period come from the kubelet's manifest file, not from policies", corev1.MirrorPodAnnotationKey)}}
 	}
 	raw, present := pod.Annotations[AnnotationSkip]
 	if !present {

@@ -95,7 +95,7 @@ func TestSelection(t *testing.T) {
 				t.Fatalf("NewSet: %+v", fs)
 			}
 			var got []string
-			for _, c := range s.selectPolicies(tc.pod, tc.ns) {
+			for _, c := range s.selectPolicies(tc.pod, tc.ns, nil) {
 				got = append(got, c.name)
 			}
 			if !reflect.DeepEqual(got, tc.want) {
@@ -221,7 +221,7 @@ func TestIndexNarrowsCandidates(t *testing.T) {
 	if cand != 1 {
 		t.Fatalf("%d candidate policies for one matching pod out of 1000, want 1", cand)
 	}
-	if got := s.selectPolicies(pod, Namespace{Name: "shop"}); len(got) != 1 || got[0].name != "svc-0000" {
+	if got := s.selectPolicies(pod, Namespace{Name: "shop"}, nil); len(got) != 1 || got[0].name != "svc-0000" {
 		t.Fatalf("selected %d policies", len(got))
 	}
 }

@@ -14,11 +14,15 @@ import (
 // after mutation). It returns the matching policy names and the findings.
 // A pod no policy matches gets no findings.
 func (s *Set) Validate(pod *corev1.Pod, ns Namespace) Decision {
+	return s.validate(pod, ns, nil)
+}
+
+func (s *Set) validate(pod *corev1.Pod, ns Namespace, unknown []string) Decision {
 	d := Decision{Pod: pod}
 	if s == nil || pod == nil {
 		return d
 	}
-	pols, findings := s.applicable(pod, ns, true)
+	pols, findings := s.applicable(pod, ns, unknown, true)
 	d.Findings = findings
 	if len(pols) == 0 {
 		return d

@@ -3,42 +3,27 @@ package policies
 import (
 	"fmt"
 
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 )
 
-// TemplateOf returns the pod template of a workload (Deployment, StatefulSet,
-// DaemonSet, ReplicaSet, ReplicationController, Job, CronJob) and the JSON
-// pointer at which it sits in the object, e.g. "/spec/template" or
-// "/spec/jobTemplate/spec/template". ok is false for any other kind.
+// TemplateOf returns the pod template of a workload of one of Kinds() and
+// the JSON pointer at which it sits in the object, e.g. "/spec/template" or
+// "/spec/jobTemplate/spec/template". ok is false for any other object and
+// for one that creates no pods.
 func TemplateOf(obj runtime.Object) (tmpl *corev1.PodTemplateSpec, pointer string, ok bool) {
-	switch o := obj.(type) {
-	case *appsv1.Deployment:
-		return &o.Spec.Template, "/spec/template", true
-	case *appsv1.StatefulSet:
-		return &o.Spec.Template, "/spec/template", true
-	case *appsv1.DaemonSet:
-		return &o.Spec.Template, "/spec/template", true
-	case *appsv1.ReplicaSet:
-		return &o.Spec.Template, "/spec/template", true
-	case *corev1.ReplicationController:
-		if o.Spec.Template == nil {
-			return nil, "", false
-		}
-		return o.Spec.Template, "/spec/template", true
-	case *batchv1.Job:
-		return &o.Spec.Template, "/spec/template", true
-	case *batchv1.CronJob:
-		return &o.Spec.JobTemplate.Spec.Template, "/spec/jobTemplate/spec/template", true
+	k, ok := KindOf(obj)
+	if !ok {
+		return nil, "", false
 	}
-	return nil, "", false
+	tmpl, pointer = k.Template(obj)
+	return tmpl, pointer, tmpl != nil
 }
 
 // PodFromTemplate builds the pod a workload's controller would create from the
-// template, in namespace ns: what admission will see at pod CREATE.
+// template, in namespace ns: what admission will see at pod CREATE, without
+// the labels the controller adds (TemplateFor adds those).
 func PodFromTemplate(owner metav1.Object, kind string, tmpl *corev1.PodTemplateSpec) *corev1.Pod {
 	pod := &corev1.Pod{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},

@@ -5,12 +5,14 @@
 // from an informer cache. The handlers are thin: decode, call package
 // policies, respond. Everything that decides lives in policies.
 //
-// Routes: POST /mutate-pods (pods CREATE: JSON patch), /validate-pods (pods
-// CREATE), /validate-workloads (Deployment, StatefulSet, DaemonSet,
-// ReplicaSet, ReplicationController, Job, CronJob at CREATE/UPDATE: the pod
-// template is mutated and validated as the pods will be); GET /healthz,
-// /readyz (503 until the policy set is built and while draining). Nothing
-// else: /metrics has its own port (MetricsServer), behind authentication.
+// Routes (the table in routes.go): POST /mutate-pods (pods CREATE: JSON
+// patch), /validate-pods (pods CREATE), /validate-workloads (the kinds of
+// policies.Kinds at CREATE/UPDATE: the pod template is mutated and validated
+// as the pods will be, with their controller's labels), /validate-policies
+// (LifecyclePolicy CREATE/UPDATE: policies.ValidatePolicy, 422 naming the
+// field); GET /healthz, /readyz (503 until the policy set is built and while
+// draining). Nothing else: /metrics has its own port (MetricsServer), behind
+// authentication.
 //
 // A workload UPDATE is judged only when its pod template changed
 // (policies.JudgeUpdate); scale, status, metadata changes and writes to an

@@ -5,11 +5,9 @@ import (
 	"net/http"
 	"strings"
 
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -18,13 +16,6 @@ import (
 	"github.com/gracekeeper/gracekeeper/podpatch"
 	"github.com/gracekeeper/gracekeeper/policies"
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
-)
-
-// Routes served by the admission handlers.
-const (
-	RouteMutatePods        = "/mutate-pods"
-	RouteValidatePods      = "/validate-pods"
-	RouteValidateWorkloads = "/validate-workloads"
 )
 
 // answer is one handler's result: a response to encode, or an HTTP error
@@ -64,6 +55,8 @@ func (s *Server) review(ctx context.Context, route string, body []byte) answer {
 		err error
 	)
 	switch route {
+	case RouteValidatePolicies:
+		return s.reviewPolicy(ctx, body)
 	case RouteMutatePods, RouteValidatePods:
 		hdr, pod, err = decodePodReview(body)
 	case RouteValidateWorkloads:
@@ -189,38 +182,17 @@ func (s *Server) validatePod(ctx context.Context, set *policies.Set, req *reques
 	return s.judge(req, set.Validate(pod, ns))
 }
 
-// workloadObject returns an empty object of a workload kind the engine can
-// read a pod template from.
-func workloadObject(gvk metav1.GroupVersionKind) runtime.Object {
-	switch gvk {
-	case metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}:
-		return &appsv1.Deployment{}
-	case metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "StatefulSet"}:
-		return &appsv1.StatefulSet{}
-	case metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "DaemonSet"}:
-		return &appsv1.DaemonSet{}
-	case metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "ReplicaSet"}:
-		return &appsv1.ReplicaSet{}
-	case metav1.GroupVersionKind{Group: "", Version: "v1", Kind: "ReplicationController"}:
-		return &corev1.ReplicationController{}
-	case metav1.GroupVersionKind{Group: "batch", Version: "v1", Kind: "Job"}:
-		return &batchv1.Job{}
-	case metav1.GroupVersionKind{Group: "batch", Version: "v1", Kind: "CronJob"}:
-		return &batchv1.CronJob{}
-	}
-	return nil
-}
-
 // validateWorkload judges a workload's pod template as the pods it will
-// create: mutated as the mutating webhook will mutate them, then validated
-// (Set.Review), so `kubectl apply` of a Deployment fails at once rather than
+// create: with the labels their controller adds, mutated as the mutating
+// webhook will mutate them, then validated (Set.ReviewTemplate), so `kubectl apply` of a Deployment fails at once rather than
 // its ReplicaSet failing quietly to create pods.
 func (s *Server) validateWorkload(ctx context.Context, set *policies.Set, req *request) answer {
-	obj := workloadObject(req.Kind)
-	if obj == nil {
-		err := badf("request %s: expected a workload (apps/v1 Deployment, StatefulSet, DaemonSet, ReplicaSet; v1 ReplicationController; batch/v1 Job, CronJob), got %s", req.UID, gvkString(req.Kind))
+	kind, ok := policies.KindFor(schema.GroupVersionKind(req.Kind))
+	if !ok {
+		err := badf("request %s: expected a workload (%s), got %s", req.UID, policies.KindList(), gvkString(req.Kind))
 		return answer{resp: errorResponse(req.UID, err), outcome: outcomeError}
 	}
+	obj := kind.New()
 	if err := unmarshal(req.Object, obj); err != nil {
 		err = badf("request %s: object is not a valid %s: %v", req.UID, req.Kind.Kind, err)
 		return answer{resp: errorResponse(req.UID, err), outcome: outcomeError}
@@ -230,25 +202,23 @@ func (s *Server) validateWorkload(ctx context.Context, set *policies.Set, req *r
 		return answer{resp: &response{UID: req.UID, Allowed: true}, outcome: outcomeAllowed}
 	}
 	if req.Operation == "UPDATE" {
-		if a, done := s.unjudgedUpdate(ctx, req, obj); done {
+		if a, done := s.unjudgedUpdate(ctx, req, kind, obj); done {
 			return a
 		}
 	}
-	tmpl, _, ok := policies.TemplateOf(obj)
+	if meta, ok := obj.(metav1.Object); ok && meta.GetNamespace() == "" {
+		meta.SetNamespace(req.Namespace)
+	}
+	tmpl, ok := policies.TemplateFor(obj)
 	if !ok {
 		// A ReplicationController without a template creates no pods.
 		return answer{resp: &response{UID: req.UID, Allowed: true}, outcome: outcomeAllowed}
-	}
-	meta := obj.(metav1.Object)
-	if meta.GetNamespace() == "" {
-		meta.SetNamespace(req.Namespace)
 	}
 	ns, bad := s.namespace(ctx, &req.requestHeader)
 	if bad != nil {
 		return *bad
 	}
-	pod := policies.PodFromTemplate(meta, req.Kind.Kind, tmpl)
-	return s.judge(&req.requestHeader, set.Review(pod, ns))
+	return s.judge(&req.requestHeader, set.ReviewTemplate(tmpl, ns))
 }
 
 // judge turns a validation decision into the answer: Deny findings refuse

@@ -73,8 +73,8 @@ func (s *Server) Ready() bool { return !s.draining.Load() && s.src.Set() != nil 
 // admission answers.
 func (s *Server) routes() http.Handler {
 	r := mux.NewRouter()
-	for _, route := range []string{RouteMutatePods, RouteValidatePods, RouteValidateWorkloads} {
-		r.Handle(route, s.admission(route)).Methods(http.MethodPost)
+	for _, route := range Routes() {
+		r.Handle(route.Path, s.admission(route.Path)).Methods(http.MethodPost)
 	}
 	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")

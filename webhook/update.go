@@ -15,10 +15,10 @@ import (
 // being deleted); done is false when the new template is to be judged.
 // The chart's matchConditions keep most of these from being sent at all;
 // this is the same rule for API servers or configurations that send them.
-func (s *Server) unjudgedUpdate(ctx context.Context, req *request, obj runtime.Object) (answer, bool) {
+func (s *Server) unjudgedUpdate(ctx context.Context, req *request, kind policies.Kind, obj runtime.Object) (answer, bool) {
 	var old runtime.Object
 	if o := bytes.TrimSpace(req.OldObject); len(o) > 0 && !bytes.Equal(o, []byte("null")) {
-		old = workloadObject(req.Kind)
+		old = kind.New()
 		if err := unmarshal(o, old); err != nil {
 			err = badf("request %s: oldObject is not a valid %s: %v", req.UID, req.Kind.Kind, err)
 			return answer{resp: errorResponse(req.UID, err), outcome: outcomeError}, true

@@ -79,11 +79,12 @@ var exampleOutcomes = map[string]exampleOutcome{
 		},
 	},
 	"cronjob.yaml": {
-		// the template lacks batch.kubernetes.io/job-name, so only termination-record.
-		library: outcome{changed: 1, stdout: []string{"gracekeeper.dev/policies: termination-record", "- gracekeeper.dev/termination-record"}},
+		// judged as its Jobs' pods, which carry batch.kubernetes.io/job-name:
+		// batch applies too.
+		library: outcome{changed: 1, stdout: []string{"gracekeeper.dev/policies: batch,termination-record", "- gracekeeper.dev/termination-record"}},
 		alone: map[string]outcome{
 			"termination-record.yaml": {changed: 1},
-			"batch.yaml":              nothing,
+			"batch.yaml":              {changed: 1, stdout: []string{"gracekeeper.dev/policies: batch", "- gracekeeper.dev/termination-record"}},
 			"http-drain.yaml":         nothing,
 			"mesh-aware.yaml":         nothing,
 		},

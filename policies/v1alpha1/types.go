@@ -100,7 +100,9 @@ type LifecyclePolicySpec struct {
 	Validation *Validation `json:"validation,omitempty"`
 }
 
-// Match chooses pods and containers.
+// Match chooses pods and containers. Label selectors and globs are checked
+// by the policy webhook (policies.ValidatePolicy): CEL over a selector's
+// unbounded lists of unbounded strings would exceed the CRD's cost budget.
 type Match struct {
 	// NamespaceSelector selects namespaces by label; empty or absent selects
 	// every namespace the webhook sees.
@@ -155,7 +157,14 @@ type ExecAction struct {
 	BudgetSeconds *int64 `json:"budgetSeconds,omitempty"`
 }
 
-// HTTPGetAction sends an HTTP GET to the container.
+// HTTPGetAction sends an HTTP GET to the container. The rules are the API
+// server's for a pod's httpGet handler (validateHTTPGetAction), so that a
+// policy it accepts never yields a pod it refuses.
+//
+// A port name's syntax is left to the policy webhook: a regular expression
+// on a string of unbounded length would exceed the CRD's CEL cost budget.
+//
+// +kubebuilder:validation:XValidation:rule="type(self.port) != int || (self.port >= 1 && self.port <= 65535)",message="port must be between 1 and 65535, inclusive",fieldPath=".port"
 type HTTPGetAction struct {
 	// +optional
 	Path string `json:"path,omitempty"`
@@ -173,7 +182,7 @@ type HTTPGetAction struct {
 
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
-	HTTPHeaders []corev1.HTTPHeader `json:"httpHeaders,omitempty"`
+	HTTPHeaders []HTTPHeader `json:"httpHeaders,omitempty"`
 
 	// BudgetSeconds declares how long the request takes. Required on preStop,
 	// where it counts in the shutdown budget; not allowed on postStart.
@@ -181,6 +190,18 @@ type HTTPGetAction struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=86400
 	BudgetSeconds *int64 `json:"budgetSeconds,omitempty"`
+}
+
+// HTTPHeader is a header of an httpGet hook: corev1.HTTPHeader, with the
+// name's syntax as the API server checks it on pods
+// (k8s.io/apimachinery/pkg/util/validation IsHTTPHeaderName).
+type HTTPHeader struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[-A-Za-z0-9]+$`
+	Name string `json:"name"`
+	// +kubebuilder:validation:MaxLength=4096
+	Value string `json:"value"`
 }
 
 // HookAction is exactly one of sleep, exec or httpGet (the rule sits on the
@@ -247,6 +268,7 @@ type Cleanup struct {
 	// until the release step succeeds or is given up.
 	// +kubebuilder:validation:MaxLength=316
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+/[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[^/]{1,253}/')",message="the domain part (before '/') must be at most 253 characters, as the API server requires of a finalizer name"
 	Finalizer string `json:"finalizer"`
 
 	// URL receives a POST of the pod's identity and final state; any 2xx

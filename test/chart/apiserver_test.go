@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -221,8 +223,26 @@ func TestChartOnAPIServer(t *testing.T) {
 		lcp := schema.GroupVersionResource{Group: "gracekeeper.dev", Version: "v1alpha1", Resource: "lifecyclepolicies"}
 		policy := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "gracekeeper.dev/v1alpha1", "kind": "LifecyclePolicy",
 			"metadata": map[string]any{"name": "p"}, "spec": map[string]any{"shutdownSeconds": int64(5)}}}
-		if err := admin.Create(ctx, policy); err != nil {
+		// No gracekeeper serves the webhooks here: the policy webhook fails
+		// closed (a policy is an admin object), whatever failurePolicy the
+		// pod webhooks have. It is then removed, as if gracekeeper served it.
+		if err := admin.Create(ctx, policy.DeepCopy()); err == nil || !strings.Contains(err.Error(), "validate-policies.gracekeeper.dev") {
+			t.Errorf("policy created with the policy webhook unreachable: %v; want refused", err)
+		}
+		var vwc admissionregistrationv1.ValidatingWebhookConfiguration
+		if err := admin.Get(ctx, client.ObjectKey{Name: "gracekeeper"}, &vwc); err != nil {
 			t.Fatal(err)
+		}
+		vwc.Webhooks = slices.DeleteFunc(vwc.Webhooks, func(w admissionregistrationv1.ValidatingWebhook) bool {
+			return w.Name == "validate-policies.gracekeeper.dev"
+		})
+		if err := admin.Update(ctx, &vwc); err != nil {
+			t.Fatal(err)
+		}
+		if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			return admin.Create(ctx, policy) == nil, nil
+		}); err != nil {
+			t.Fatal("policy not created once the policy webhook was removed")
 		}
 		allowed := map[string]func() error{
 			"list pods in all namespaces": func() error {

@@ -14,7 +14,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/gracekeeper/gracekeeper/policies"
 	"github.com/gracekeeper/gracekeeper/test/chartrender"
+	"github.com/gracekeeper/gracekeeper/webhook"
 )
 
 // TestWebhookRegistration checks the two configurations against DESIGN.md
@@ -38,28 +40,44 @@ func TestWebhookRegistration(t *testing.T) {
 			checkRules(t, m.Name, m.Rules, map[string][]string{"/v1/pods": {"CREATE"}})
 			checkCommon(t, m.Name, m.SideEffects, m.AdmissionReviewVersions, m.MatchPolicy, m.TimeoutSeconds, m.NamespaceSelector.MatchExpressions, m.ClientConfig, "/mutate-pods")
 
-			want := map[string]struct {
-				path  string
-				rules map[string][]string
-			}{
-				"validate-pods.gracekeeper.dev": {"/validate-pods", map[string][]string{"/v1/pods": {"CREATE"}}},
-				"validate-workloads.gracekeeper.dev": {"/validate-workloads", map[string][]string{
-					"apps/v1/deployments": {"CREATE", "UPDATE"}, "apps/v1/statefulsets": {"CREATE", "UPDATE"},
-					"apps/v1/daemonsets": {"CREATE", "UPDATE"}, "apps/v1/replicasets": {"CREATE", "UPDATE"},
-					"batch/v1/jobs": {"CREATE", "UPDATE"}, "batch/v1/cronjobs": {"CREATE", "UPDATE"},
-					"/v1/replicationcontrollers": {"CREATE", "UPDATE"},
-				}},
+			// The workload rules are exactly the kinds registry's; the
+			// webhooks and their paths exactly the server's routes table.
+			workloadRules := map[string][]string{}
+			for _, k := range policies.Kinds() {
+				workloadRules[k.GVK.Group+"/"+k.GVK.Version+"/"+k.Resource] = []string{"CREATE", "UPDATE"}
+			}
+			rules := map[string]map[string][]string{
+				webhook.RouteValidatePods:      {"/v1/pods": {"CREATE"}},
+				webhook.RouteValidateWorkloads: workloadRules,
+				webhook.RouteValidatePolicies:  {"gracekeeper.dev/v1alpha1/lifecyclepolicies": {"CREATE", "UPDATE"}},
+			}
+			want := map[string]string{}
+			for _, r := range webhook.Routes() {
+				if r.Mutating {
+					if r.Webhook != m.Name || r.Path != *m.ClientConfig.Service.Path {
+						t.Errorf("mutating webhook %s at %s, routes table says %s at %s", m.Name, *m.ClientConfig.Service.Path, r.Webhook, r.Path)
+					}
+					continue
+				}
+				if rules[r.Path] == nil {
+					t.Fatalf("route %s has no expected rules in this test", r.Path)
+				}
+				want[r.Webhook] = r.Path
 			}
 			if len(vwc.Webhooks) != len(want) {
-				t.Fatalf("validating webhooks = %d, want %d", len(vwc.Webhooks), len(want))
+				t.Fatalf("validating webhooks = %d, want %d (%v)", len(vwc.Webhooks), len(want), want)
 			}
 			for _, w := range vwc.Webhooks {
-				exp, ok := want[w.Name]
+				path, ok := want[w.Name]
 				if !ok {
 					t.Fatalf("unexpected validating webhook %q", w.Name)
 				}
-				checkRules(t, w.Name, w.Rules, exp.rules)
-				checkCommon(t, w.Name, w.SideEffects, w.AdmissionReviewVersions, w.MatchPolicy, w.TimeoutSeconds, w.NamespaceSelector.MatchExpressions, w.ClientConfig, exp.path)
+				if path == webhook.RouteValidatePolicies {
+					checkPolicyWebhook(t, w, rules[path])
+					continue
+				}
+				checkRules(t, w.Name, w.Rules, rules[path])
+				checkCommon(t, w.Name, w.SideEffects, w.AdmissionReviewVersions, w.MatchPolicy, w.TimeoutSeconds, w.NamespaceSelector.MatchExpressions, w.ClientConfig, path)
 			}
 
 			// failurePolicy and timeout come from values.
@@ -83,6 +101,48 @@ func TestWebhookRegistration(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// checkPolicyWebhook: the LifecyclePolicy webhook fails closed whatever the
+// values say (a policy is an admin object), for cluster-scoped policies,
+// with no namespaceSelector (it would not apply to them).
+func checkPolicyWebhook(t *testing.T, w admissionregistrationv1.ValidatingWebhook, want map[string][]string) {
+	t.Helper()
+	if w.FailurePolicy == nil || *w.FailurePolicy != admissionregistrationv1.Fail {
+		t.Errorf("%s: failurePolicy %v, want Fail", w.Name, w.FailurePolicy)
+	}
+	if w.NamespaceSelector != nil && len(w.NamespaceSelector.MatchExpressions)+len(w.NamespaceSelector.MatchLabels) > 0 {
+		t.Errorf("%s: namespaceSelector %v on a cluster-scoped resource", w.Name, w.NamespaceSelector)
+	}
+	got := map[string][]string{}
+	for _, r := range w.Rules {
+		if r.Scope == nil || *r.Scope != admissionregistrationv1.ClusterScope {
+			t.Errorf("%s: rule %v is not Cluster scoped", w.Name, r.Resources)
+		}
+		for _, g := range r.APIGroups {
+			for _, v := range r.APIVersions {
+				for _, res := range r.Resources {
+					for _, op := range r.Operations {
+						got[g+"/"+v+"/"+res] = append(got[g+"/"+v+"/"+res], string(op))
+					}
+				}
+			}
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%s: rules %v, want %v", w.Name, got, want)
+	}
+	for k, ops := range want {
+		if !slices.Equal(got[k], ops) {
+			t.Errorf("%s: %s operations = %v, want %v", w.Name, k, got[k], ops)
+		}
+	}
+	if w.SideEffects == nil || *w.SideEffects != admissionregistrationv1.SideEffectClassNone {
+		t.Errorf("%s: sideEffects must be None", w.Name)
+	}
+	if cc := w.ClientConfig; cc.Service == nil || cc.Service.Path == nil || *cc.Service.Path != webhook.RouteValidatePolicies {
+		t.Errorf("%s: clientConfig %+v, want path %s", w.Name, cc.Service, webhook.RouteValidatePolicies)
 	}
 }
 

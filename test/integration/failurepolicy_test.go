@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +90,11 @@ func TestFailurePolicy(t *testing.T) {
 				t.Fatal(err)
 			}
 			mut.Name, val.Name = "broken-"+scenario, "broken-"+scenario
+			// The policy webhook is cluster-scoped (no namespaceSelector
+			// applies): a broken copy would refuse every other test's policies.
+			val.Webhooks = slices.DeleteFunc(val.Webhooks, func(w admissionregistrationv1.ValidatingWebhook) bool {
+				return strings.HasPrefix(w.Name, "validate-policies.")
+			})
 			sel := &metav1.LabelSelector{MatchLabels: map[string]string{scenarioLabel: scenario}}
 			for i := range mut.Webhooks {
 				mut.Webhooks[i].NamespaceSelector = sel

@@ -20,8 +20,13 @@ func TestWebhooks(t *testing.T) {
 			return
 		}
 		got[name] = *cc.URL
-		if fp == nil || *fp != admissionregistrationv1.Ignore || timeout == nil || *timeout != 3 {
-			t.Errorf("%s: failurePolicy %v timeout %v, want Ignore 3", name, fp, timeout)
+		// The policy webhook fails closed whatever the values say.
+		wantFP := admissionregistrationv1.Ignore
+		if name == "validate-policies.gracekeeper.dev" {
+			wantFP = admissionregistrationv1.Fail
+		}
+		if fp == nil || *fp != wantFP || timeout == nil || *timeout != 3 {
+			t.Errorf("%s: failurePolicy %v timeout %v, want %s 3", name, fp, timeout, wantFP)
 		}
 	}
 	for _, w := range mut.Webhooks {
@@ -34,6 +39,7 @@ func TestWebhooks(t *testing.T) {
 		"mutate-pods.gracekeeper.dev":        "https://127.0.0.1:1234/mutate-pods",
 		"validate-pods.gracekeeper.dev":      "https://127.0.0.1:1234/validate-pods",
 		"validate-workloads.gracekeeper.dev": "https://127.0.0.1:1234/validate-workloads",
+		"validate-policies.gracekeeper.dev":  "https://127.0.0.1:1234/validate-policies",
 	}
 	for name, url := range want {
 		if got[name] != url {
