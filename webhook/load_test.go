@@ -128,7 +128,7 @@ func TestSlowBodyClients(t *testing.T) {
 		clients   = 40
 		announce  = 3 << 20
 		heapBound = 16 << 20
-		timeout   = 2 * time.Second // the webhook timeout: the server's ReadTimeout
+		timeout   = 4 * time.Second // the webhook timeout: the server's ReadTimeout
 	)
 	r, s, _ := startTLS(t, testSource(t), Config{RequestTimeout: timeout})
 	normal := readCase(t, "validate-workloads-deployment-fit-allowed")

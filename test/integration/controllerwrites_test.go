@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -20,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
+	"github.com/gracekeeper/gracekeeper/test/integration/install"
 	"github.com/gracekeeper/gracekeeper/webhook"
 )
 
@@ -215,4 +217,88 @@ func TestControllerWritesPass(t *testing.T) {
 			return apierrors.IsNotFound(err), errString(err)
 		})
 	})
+}
+
+// TestControllerWritesPassWithoutMatchConditions: an API server that sends
+// every workload UPDATE (a configuration without the chart's
+// matchConditions) still gets them allowed, by the server's own rule: only a
+// changed pod template is judged.
+func TestControllerWritesPassWithoutMatchConditions(t *testing.T) {
+	// The chart's own webhooks skip this namespace (ignore label): only the
+	// unconditional copy below is called for it.
+	ns, scenario := newNamespace(t, map[string]string{install.IgnoreLabel: "true"})
+	d := newDeployment(ns, "legacy", 30)
+	if err := env.c.Create(ctxFor(t), d); err != nil {
+		t.Fatal(err)
+	}
+	_, val, err := install.Webhooks(install.DefaultOptions(), env.gk.baseURL, env.caBundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hook admissionregistrationv1.ValidatingWebhook
+	for _, w := range val.Webhooks {
+		if w.Name == "validate-workloads.gracekeeper.dev" {
+			hook = w
+		}
+	}
+	hook.Name = "validate-workloads-unconditional.gracekeeper.dev"
+	hook.MatchConditions = nil
+	hook.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{scenarioLabel: scenario}}
+	cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "gracekeeper-unconditional-" + scenario},
+		Webhooks:   []admissionregistrationv1.ValidatingWebhook{hook},
+	}
+	if err := env.c.Create(ctxFor(t), cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.c.Delete(context.Background(), cfg) })
+	createPolicy(t, "unconditional-"+scenario, v1alpha1.LifecyclePolicySpec{
+		Match:           forScenario(scenario),
+		PreStop:         &v1alpha1.PreStopHook{HookAction: sleepHook(25)},
+		ShutdownSeconds: ptr.To[int64](10),
+		Validation:      &v1alpha1.Validation{Action: v1alpha1.ActionDeny},
+	})
+	// In effect once the unconditional webhook refuses a dry-run template change.
+	eventually(t, "unconditional webhook in effect", func(ctx context.Context) (bool, string) {
+		cur := &appsv1.Deployment{}
+		if err := env.c.Get(ctx, client.ObjectKeyFromObject(d), cur); err != nil {
+			return false, err.Error()
+		}
+		cur.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr.To[int64](31)
+		err := env.c.Update(ctx, cur, client.DryRunAll)
+		return err != nil && strings.Contains(err.Error(), `"validate-workloads-unconditional.gracekeeper.dev" denied`), errString(err)
+	})
+	before := env.gk.workloadReviews(t)
+	for name, f := range map[string]func(d *appsv1.Deployment){
+		"replicas":           func(d *appsv1.Deployment) { d.Spec.Replicas = ptr.To[int32](4) },
+		"label":              func(d *appsv1.Deployment) { d.Labels = map[string]string{"team": "b"} },
+		"foregroundDeletion": func(d *appsv1.Deployment) { d.Finalizers = []string{metav1.FinalizerDeleteDependents} },
+	} {
+		t.Run("passes: "+name, func(t *testing.T) {
+			err := wait.PollUntilContextTimeout(ctxFor(t), 50*time.Millisecond, propagation, true, func(ctx context.Context) (bool, error) {
+				cur := &appsv1.Deployment{}
+				if err := env.c.Get(ctx, client.ObjectKeyFromObject(d), cur); err != nil {
+					return false, err
+				}
+				f(cur)
+				err := env.c.Update(ctx, cur)
+				if apierrors.IsConflict(err) {
+					return false, nil
+				}
+				return true, err
+			})
+			if err != nil {
+				t.Errorf("refused: %v", err)
+			}
+		})
+	}
+	if after := env.gk.workloadReviews(t); after < before+3 {
+		t.Errorf("workload reviews went from %d to %d: the unconditional webhook should have been sent each UPDATE", before, after)
+	}
+	// Let the finalizer go so the namespace's objects can be cleaned up.
+	cur := &appsv1.Deployment{}
+	if err := env.c.Get(ctxFor(t), client.ObjectKeyFromObject(d), cur); err == nil {
+		cur.Finalizers = nil
+		_ = env.c.Update(ctxFor(t), cur)
+	}
 }

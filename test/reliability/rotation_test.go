@@ -98,8 +98,8 @@ func TestCertRotationUnderLoad(t *testing.T) {
 	cm, err := certs.New(cs, certs.Options{
 		Namespace: namespace, SecretName: "gracekeeper-tls", ServiceName: service,
 		ValidatingWebhookConfiguration: "gracekeeper", CertDir: dir,
-		// Short lifetimes: each step of the clock (41 min) makes the serving
-		// certificate due (at 40 min); every third one, the CA (at 2 h).
+		// Short lifetimes: the serving certificate is due every 40 min, the
+		// CA every 2 h.
 		CertLifetime: time.Hour, CALifetime: 3 * time.Hour, Clock: clk,
 		// The API server here is in-process: its caBundle watch delivers
 		// in well under this.
@@ -191,6 +191,13 @@ func TestCertRotationUnderLoad(t *testing.T) {
 
 	body := review(t)
 	var sent, failed atomic.Int64
+	// gen counts rotations served; done[i] is the gen at which worker i
+	// started its last finished request. The clock is stepped again only
+	// once every worker has finished a request begun on the current
+	// certificate: compressed time must not expire a certificate during a
+	// handshake that started before the previous step.
+	var gen atomic.Int64
+	done := make([]atomic.Int64, workers)
 	var firstErr atomic.Value
 	stopLoad := make(chan struct{})
 	var wg sync.WaitGroup
@@ -214,10 +221,12 @@ func TestCertRotationUnderLoad(t *testing.T) {
 					sent.Add(-1)
 					return
 				}
+				g := gen.Load()
 				if err := send(ctx, hc, url, body); err != nil {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, err.Error())
 				}
+				done[i].Store(g)
 			}
 		}()
 	}
@@ -231,7 +240,22 @@ func TestCertRotationUnderLoad(t *testing.T) {
 	}
 	for range rotations {
 		before := sent.Load()
-		clk.SetTime(clk.Now().Add(41 * time.Minute))
+		// One minute past the first renewal due (serving certificate or
+		// CA), well before anything served expires: as the rotator, which
+		// runs every minute, renews in a cluster.
+		sec, err := cs.CoreV1().Secrets(namespace).Get(ctx, "gracekeeper-tls", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := certs.ParseBundle(sec.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		due := certs.RenewAt(b.Cert)
+		if caDue := certs.RenewAt(b.CA); caDue.Before(due) {
+			due = caDue
+		}
+		clk.SetTime(due.Add(time.Minute))
 		d, err := cm.Reconcile(ctx)
 		if err != nil {
 			t.Fatalf("rotation: %v", err)
@@ -256,9 +280,15 @@ func TestCertRotationUnderLoad(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		// Load kept flowing across this rotation.
-		for sent.Load() < before+workers && ctx.Err() == nil {
-			time.Sleep(10 * time.Millisecond)
+		// Load kept flowing across this rotation, on the new certificate.
+		g := gen.Add(1)
+		for i := range done {
+			for done[i].Load() < g && ctx.Err() == nil {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		if sent.Load() < before+workers {
+			t.Errorf("only %d requests across rotation %d", sent.Load()-before, g)
 		}
 	}
 	close(stopLoad)
