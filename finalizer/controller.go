@@ -371,7 +371,9 @@ func (r *Reconciler) writeRecord(ctx context.Context, w *work, kind string, e ev
 	reason, permanent := refusal(err)
 	if !permanent && !w.released {
 		d, first := r.retries.failed(w.key, w.pod.UID, e.name, w.now)
-		if w.now.Sub(first) < r.opts.EventRetryWindow {
+		if left := first.Add(r.opts.EventRetryWindow).Sub(w.now); left > 0 {
+			// Never past the window: the bound is the window plus one call.
+			d = min(d, left)
 			w.logger.Info("record Event not written; will retry", "event", e.name, "error", err.Error(), "retryIn", d.String())
 			return written{retry: d}
 		}

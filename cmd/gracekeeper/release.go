@@ -8,6 +8,8 @@ import (
 	"io"
 
 	"github.com/go-logr/logr/funcr"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -15,6 +17,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/gracekeeper/gracekeeper/finalizer"
+	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 )
 
 // runReleaseFinalizers is `gracekeeper release-finalizers`, the chart's
@@ -57,7 +60,13 @@ func runReleaseFinalizers(ctx context.Context, args []string, _ io.Reader, stdou
 		fmt.Fprintf(stderr, "gracekeeper release-finalizers: %v\n", err)
 		return 2
 	}
-	c, err := client.New(cfg, client.Options{})
+	// Cleanup targets are read from LifecyclePolicies: the client must know them.
+	scheme := runtime.NewScheme()
+	if err := errors.Join(clientgoscheme.AddToScheme(scheme), v1alpha1.AddToScheme(scheme)); err != nil {
+		fmt.Fprintf(stderr, "gracekeeper release-finalizers: %v\n", err)
+		return 2
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		fmt.Fprintf(stderr, "gracekeeper release-finalizers: %v\n", err)
 		return 2
