@@ -5,7 +5,13 @@
 // The finalizers gracekeeper owns on a pod are exactly
 // gracekeeper.dev/termination-record plus the Finalizer of each
 // policies.CleanupRecord in the pod's gracekeeper.dev/cleanup annotation; no
-// other finalizer is ever touched. All state lives in the pod object (its
+// other finalizer is ever touched. That annotation only names the policy a
+// cleanup came from: what to call is read from the current LifecyclePolicy
+// (target.go), since pod authors can write annotations too. Two controllers
+// share the pod informer: termination records, and cleanup POSTs on their own
+// bounded workers. Every finalizer is removed in bounded time: a record the
+// API server will not take as an Event is logged and counted instead
+// (docs/finalizers.md states the bounds). All state lives in the pod object (its
 // finalizers, deletionTimestamp and status) and in objects named after the
 // pod's UID (the termination Event), so a restarted controller, or a second
 // replica after a leader change, picks up where the first left off:

@@ -11,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 )
 
 // ReleaseOptions configures ReleaseAll.
@@ -44,9 +46,13 @@ func (r ReleaseReport) String() string {
 // states known so far, and its cleanup URLs one POST each; a cleanup that is
 // not answered 2xx, or whose pod still runs, gets a CleanupAbandoned Warning.
 // It is what the chart's pre-delete hook runs, so uninstalling never strands
-// pods. c must be an uncached client.
+// pods. c must be an uncached client whose scheme knows LifecyclePolicy.
 func ReleaseAll(ctx context.Context, c client.Client, opts ReleaseOptions) (ReleaseReport, error) {
 	var rep ReleaseReport
+	if !c.Scheme().Recognizes(v1alpha1.GroupVersion.WithKind("LifecyclePolicy")) {
+		// Without it every cleanup would be abandoned unread.
+		return rep, errors.New("finalizer: the client's scheme must know LifecyclePolicy (cleanup targets are read from policies)")
+	}
 	r, err := NewReconciler(c, c, opts.Options)
 	if err != nil {
 		return rep, err
@@ -131,7 +137,7 @@ func (r *Reconciler) release(ctx context.Context, pod *corev1.Pod, dryRun bool) 
 	// finalizers): the guarded patch then fails, so read it again and retry.
 	var err error
 	for range 3 {
-		if _, err = r.finish(ctx, pod, true); err == nil {
+		if _, err = r.finish(ctx, pod, true, allSteps); err == nil {
 			return len(names), nil
 		}
 		fresh := &corev1.Pod{}

@@ -7,12 +7,17 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/go-logr/logr/funcr"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/gracekeeper/gracekeeper/finalizer"
+	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 )
 
 // runReleaseFinalizers is `gracekeeper release-finalizers`, the chart's
@@ -55,12 +60,21 @@ func runReleaseFinalizers(ctx context.Context, args []string, _ io.Reader, stdou
 		fmt.Fprintf(stderr, "gracekeeper release-finalizers: %v\n", err)
 		return 2
 	}
-	c, err := client.New(cfg, client.Options{})
+	// Cleanup targets are read from LifecyclePolicies: the client must know them.
+	scheme := runtime.NewScheme()
+	if err := errors.Join(clientgoscheme.AddToScheme(scheme), v1alpha1.AddToScheme(scheme)); err != nil {
+		fmt.Fprintf(stderr, "gracekeeper release-finalizers: %v\n", err)
+		return 2
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		fmt.Fprintf(stderr, "gracekeeper release-finalizers: %v\n", err)
 		return 2
 	}
-	rep, err := finalizer.ReleaseAll(ctx, c, finalizer.ReleaseOptions{DryRun: dryRun})
+	// Records whose Event the API server refuses (a namespace being
+	// deleted, quota, RBAC) are written here, as JSON lines on stderr.
+	lg := funcr.NewJSON(func(obj string) { fmt.Fprintln(stderr, obj) }, funcr.Options{LogTimestamp: true})
+	rep, err := finalizer.ReleaseAll(ctrllog.IntoContext(ctx, lg), c, finalizer.ReleaseOptions{DryRun: dryRun})
 	prefix := ""
 	if dryRun {
 		prefix = "dry run: "

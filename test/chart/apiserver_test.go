@@ -495,7 +495,7 @@ func TestChartOnAPIServer(t *testing.T) {
 		if err := admin.Delete(ctx, held); err != nil {
 			t.Fatal(err)
 		}
-		saClient, err := client.New(sa, client.Options{})
+		saClient, err := client.New(sa, client.Options{Scheme: scheme}) // cleanups are looked up in LifecyclePolicies
 		if err != nil {
 			t.Fatal(err)
 		}
