@@ -98,7 +98,7 @@ func (s *Set) selectPolicies(pod *corev1.Pod, ns Namespace) []*compiled {
 		return nil
 	}
 	name := nsName(pod, ns)
-	if _, ok := s.excluded[name]; ok {
+	if _, ok := s.excluded[name]; ok || s.cfg.Ignores(ns) {
 		return nil
 	}
 	var buf [32]int

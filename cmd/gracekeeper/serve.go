@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/go-logr/logr/funcr"
@@ -18,8 +17,6 @@ import (
 
 	"github.com/gracekeeper/gracekeeper/app"
 	"github.com/gracekeeper/gracekeeper/certs"
-	"github.com/gracekeeper/gracekeeper/policies"
-	"github.com/gracekeeper/gracekeeper/webhook"
 )
 
 // serveOptions are the flags of `gracekeeper serve`: app.Options plus what
@@ -37,7 +34,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, int, bool) 
 	fs.SetOutput(stderr)
 	var (
 		o        serveOptions
-		excluded string
+		scope    scopeFlags
 		certMode string
 	)
 	w := &o.Webhook
@@ -50,7 +47,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, int, bool) 
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", "0", "plain-HTTP /metrics listen address for Prometheus (e.g. :8080); 0 disables it")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "elect a leader (Lease gracekeeper-leader in --namespace) for status writes, the finalizer controller and certificate renewal")
 	fs.StringVar(&o.Namespace, "namespace", "", "gracekeeper's own namespace: never mutated or validated; holds the leader Lease (required)")
-	fs.StringVar(&excluded, "excluded-namespaces", strings.Join(policies.SystemNamespaces(), ","), "comma-separated namespaces never mutated or validated, besides --namespace")
+	scope.register(fs)
 	fs.StringVar(&certMode, "cert-mode", string(app.CertModeFiles), "who writes --cert-dir: files (mounted or given), certManager (its Secret is mounted), self (gracekeeper issues and renews them)")
 	fs.StringVar(&o.Certs.SecretName, "cert-secret", "", "self mode: the Secret that keeps the CA and serving certificate")
 	fs.StringVar(&o.Certs.ServiceName, "service", "", "self mode: the Service the API server calls (the certificate's DNS names)")
@@ -75,35 +72,12 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, int, bool) 
 		fmt.Fprintf(stderr, "gracekeeper serve: unexpected argument %q\n", fs.Arg(0))
 		return o, 2, false
 	}
-	if o.Namespace == "" {
-		fmt.Fprintln(stderr, "gracekeeper serve: --namespace is required (the chart passes the release namespace)")
-		return o, 2, false
-	}
-	if _, err := webhook.ParseTLSVersion(w.TLSMinVersion); err != nil {
-		fmt.Fprintf(stderr, "gracekeeper serve: --tls-min-version: %v\n", err)
-		return o, 2, false
-	}
-	if w.MaxBodyBytes <= 0 {
-		fmt.Fprintln(stderr, "gracekeeper serve: --max-body-bytes must be positive")
-		return o, 2, false
-	}
 	o.CertMode = app.CertMode(certMode)
-	switch o.CertMode {
-	case app.CertModeFiles, app.CertModeCertManager:
-	case app.CertModeSelf:
-		if o.Certs.SecretName == "" || o.Certs.ServiceName == "" || o.Certs.MutatingWebhookConfiguration == "" || o.Certs.ValidatingWebhookConfiguration == "" {
-			fmt.Fprintln(stderr, "gracekeeper serve: --cert-mode=self needs --cert-secret, --service, --mutating-webhook-config and --validating-webhook-config")
-			return o, 2, false
-		}
-	default:
-		fmt.Fprintf(stderr, "gracekeeper serve: --cert-mode %q: must be files, certManager or self\n", certMode)
+	o.ExcludedNamespaces = scope.namespaces() // app adds --namespace
+	o.IgnoreLabel = scope.label()
+	if err := o.Validate(); err != nil {
+		fmt.Fprintf(stderr, "gracekeeper serve: %v\n", err)
 		return o, 2, false
-	}
-	// app.Run adds --namespace itself.
-	for _, n := range strings.Split(excluded, ",") {
-		if n = strings.TrimSpace(n); n != "" {
-			o.ExcludedNamespaces = append(o.ExcludedNamespaces, n)
-		}
 	}
 	// Events name the replica that wrote them; the chart sets POD_NAME.
 	o.Finalizer.ReportingInstance = os.Getenv("POD_NAME")
