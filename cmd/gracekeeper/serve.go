@@ -9,11 +9,9 @@ import (
 	"os"
 	"time"
 
-	"github.com/go-logr/logr/funcr"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/gracekeeper/gracekeeper/app"
 	"github.com/gracekeeper/gracekeeper/certs"
@@ -90,10 +88,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	if !ok {
 		return code
 	}
-	// JSON lines on stderr (logr's funcr: no logging framework to carry).
-	lg := funcr.NewJSON(func(obj string) { fmt.Fprintln(stderr, obj) }, funcr.Options{Verbosity: o.verbosity, LogTimestamp: true})
-	// controller-runtime logs through its own package logger; give it ours.
-	ctrllog.SetLogger(lg)
+	lg := newLogger(stderr, o.verbosity)
 	var (
 		cfg *rest.Config
 		err error
