@@ -17,7 +17,7 @@ import (
 	"github.com/gracekeeper/gracekeeper/test/chartrender"
 )
 
-// TestWebhookRegistration checks the two configurations against DESIGN.md
+// TestWebhookRegistration checks the two configurations against docs/design.md
 // "Webhook registration" for every mode.
 func TestWebhookRegistration(t *testing.T) {
 	for name, values := range modes() {
