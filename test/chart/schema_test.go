@@ -39,6 +39,7 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		"extra env without a name":      {map[string]any{"extraEnv": []any{map[string]any{"value": "x"}}}, []string{"/extraEnv/0", "name"}},
 		"service account bad name":      {map[string]any{"serviceAccount": map[string]any{"name": "Gk_Runner"}}, []string{"/serviceAccount/name"}},
 		"anti-affinity required string": {map[string]any{"podAntiAffinity": map[string]any{"required": "true"}}, []string{"/podAntiAffinity/required"}},
+		"misspelt grafana key":          {map[string]any{"grafana": map[string]any{"dashboards": map[string]any{"enabled": true}}}, []string{"dashboards"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := chartrender.Render(tc.values)
