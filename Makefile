@@ -42,16 +42,17 @@ $(CONTROLLER_GEN):
 	GOBIN=$(BIN)/tmp go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VER)
 	mv $(BIN)/tmp/controller-gen $@
 
-manifests: $(CONTROLLER_GEN) ## Regenerate deepcopy and the CRD (config/crd and the chart's files/crds/, which templates/crds.yaml installs).
+manifests: $(CONTROLLER_GEN) ## Regenerate deepcopy and the CRD (config/crd and the chart's files/crds/, which templates/crds.yaml installs), and the chart's README.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./policies/...
 	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./policies/... output:crd:dir=config/crd
 	cp config/crd/gracekeeper.dev_lifecyclepolicies.yaml charts/gracekeeper/files/crds/
+	go run ./hack/chart-readme charts/gracekeeper
 
 generate: manifests
 
 verify-generated: manifests ## Fail when generated files differ from what is checked in.
-	@if [ -n "$$(git status --porcelain -- policies config charts/gracekeeper/files/crds)" ]; then \
-	  echo "generated files are stale; run 'make manifests' and commit:"; git status --porcelain -- policies config charts/gracekeeper/files/crds; git diff --stat; exit 1; fi
+	@if [ -n "$$(git status --porcelain -- policies config charts/gracekeeper/files/crds charts/gracekeeper/README.md)" ]; then \
+	  echo "generated files are stale; run 'make manifests' and commit:"; git status --porcelain -- policies config charts/gracekeeper/files/crds charts/gracekeeper/README.md; git diff --stat; exit 1; fi
 
 NODE_BINS := kube-controller-manager kube-scheduler kubelet kube-proxy
 # Stamp the version as hack/lib/version.sh does: unstamped binaries report
