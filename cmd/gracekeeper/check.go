@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -22,8 +20,10 @@ func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
 
 // runCheck is `gracekeeper check`: flags in, package check does the work.
 func runCheck(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("gracekeeper check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("check", stderr,
+		"usage: gracekeeper check -f FILE [-f FILE2] [-p POLICY_FILE_OR_DIR ...] [--namespace-labels k=v,...] [--namespace NAME] [--excluded-namespaces NS,...] [--ignore-label KEY] [-o yaml|json]",
+		"Prints the objects as admission would leave them on stdout and the findings on stderr.",
+		"Exit code: 0 all pass (warnings allowed), 1 something is denied, 2 bad input.")
 	var (
 		files, pols stringsFlag
 		nsLabels    string
@@ -37,20 +37,10 @@ func runCheck(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	fs.StringVar(&namespace, "namespace", "default", "namespace of objects that set no metadata.namespace")
 	fs.StringVar(&output, "o", "yaml", "output format of the objects: yaml or json")
 	scope.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: gracekeeper check -f FILE [-f FILE2] [-p POLICY_FILE_OR_DIR ...] [--namespace-labels k=v,...] [--namespace NAME] [--excluded-namespaces NS,...] [--ignore-label KEY] [-o yaml|json]")
-		fmt.Fprintln(stderr, "Prints the objects as admission would leave them on stdout and the findings on stderr.")
-		fmt.Fprintln(stderr, "Exit code: 0 all pass (warnings allowed), 1 something is denied, 2 bad input.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return check.ExitPass
-		}
-		return check.ExitBadInput
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "gracekeeper check: unexpected argument %q (inputs go after -f)\n", fs.Arg(0))
+	switch parseFlags(fs, args, stderr, " (inputs go after -f)") {
+	case parsedHelp:
+		return check.ExitPass
+	case parsedBad:
 		return check.ExitBadInput
 	}
 	lbls, err := parseLabels(nsLabels)

@@ -1,8 +1,15 @@
 package main
 
 import (
+	"errors"
 	"flag"
+	"fmt"
+	"io"
 	"strings"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
 
 	"github.com/gracekeeper/gracekeeper/policies"
 )
@@ -46,4 +53,52 @@ func (s *scopeFlags) label() string {
 // namespace to add.
 func (s *scopeFlags) engine() policies.Config {
 	return policies.Config{ExcludedNamespaces: s.namespaces(), IgnoreLabel: s.label()}
+}
+
+// newFlagSet is a subcommand's flag set: errors go to stderr, and -h prints
+// the usage lines, then the flags.
+func newFlagSet(name string, stderr io.Writer, usage ...string) *flag.FlagSet {
+	fs := flag.NewFlagSet("gracekeeper "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		for _, l := range usage {
+			fmt.Fprintln(stderr, l)
+		}
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parsed is what parseFlags found.
+type parsed int
+
+const (
+	parsedOK   parsed = iota // run the command
+	parsedHelp               // -h: usage printed, exit with success
+	parsedBad                // a bad flag or a stray argument, reported on stderr
+)
+
+// parseFlags parses args and refuses positional arguments; hint, if any,
+// follows that message.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, hint string) parsed {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return parsedHelp
+		}
+		return parsedBad
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q%s\n", fs.Name(), fs.Arg(0), hint)
+		return parsedBad
+	}
+	return parsedOK
+}
+
+// restConfig is the cluster to talk to: --kubeconfig when given, else
+// controller-runtime's lookup ($KUBECONFIG, in-cluster, ~/.kube/config).
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	return config.GetConfig()
 }

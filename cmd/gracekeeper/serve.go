@@ -2,16 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"time"
-
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	"sigs.k8s.io/controller-runtime/pkg/client/config"
 
 	"github.com/gracekeeper/gracekeeper/app"
 	"github.com/gracekeeper/gracekeeper/certs"
@@ -28,8 +22,10 @@ type serveOptions struct {
 // parseServeFlags returns the options, or an exit code (0 for -h, 2 for bad
 // flags) when serve must not run. The chart's Deployment passes these flags.
 func parseServeFlags(args []string, stderr io.Writer) (serveOptions, int, bool) {
-	fs := flag.NewFlagSet("gracekeeper serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("serve", stderr,
+		"usage: gracekeeper serve --namespace NS [flags]",
+		"Runs the admission webhook server (mutate and validate pods, validate workloads), the finalizer controller,",
+		"health and metrics endpoints, and the policy cache. Exit code: 0 after a clean shutdown, 1 on a runtime error, 2 on bad flags.")
 	var (
 		o        serveOptions
 		scope    scopeFlags
@@ -54,20 +50,10 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, int, bool) 
 	fs.DurationVar(&o.Certs.CALifetime, "ca-lifetime", certs.DefaultCALifetime, "self mode: lifetime of the CA")
 	fs.DurationVar(&o.Certs.CertLifetime, "cert-lifetime", certs.DefaultCertLifetime, "self mode: lifetime of the serving certificate (renewed at two thirds)")
 	fs.IntVar(&o.verbosity, "v", 0, "log verbosity (1: one line per admission request)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: gracekeeper serve --namespace NS [flags]")
-		fmt.Fprintln(stderr, "Runs the admission webhook server (mutate and validate pods, validate workloads), the finalizer controller,")
-		fmt.Fprintln(stderr, "health and metrics endpoints, and the policy cache. Exit code: 0 after a clean shutdown, 1 on a runtime error, 2 on bad flags.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return o, 0, false
-		}
-		return o, 2, false
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "gracekeeper serve: unexpected argument %q\n", fs.Arg(0))
+	switch parseFlags(fs, args, stderr, "") {
+	case parsedHelp:
+		return o, 0, false
+	case parsedBad:
 		return o, 2, false
 	}
 	o.CertMode = app.CertMode(certMode)
@@ -89,15 +75,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		return code
 	}
 	lg := newLogger(stderr, o.verbosity)
-	var (
-		cfg *rest.Config
-		err error
-	)
-	if o.kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", o.kubeconfig)
-	} else {
-		cfg, err = config.GetConfig()
-	}
+	cfg, err := restConfig(o.kubeconfig)
 	if err != nil {
 		fmt.Fprintf(stderr, "gracekeeper serve: %v\n", err)
 		return 2
