@@ -123,7 +123,7 @@ docker-build: ## Build the gracekeeper image (multi-stage, static, distroless no
 	docker build --build-arg VERSION=$(VERSION) -t $(IMG) .
 
 chart-lint: ## Render, lint and schema-check charts/gracekeeper with the helm library (no cluster needed).
-	go test $(GO_TEST_FLAGS) -run 'TestLint|TestGolden|TestSchema|TestWebhookRegistration|TestDeployment|TestCertificateModes|TestReleaseFinalizersHook|TestOptionalObjects|TestCRDIsTheGeneratedOne|TestPolicyFilesMatchLibrary|TestTemplateRefuses' ./test/chart/
+	go test $(GO_TEST_FLAGS) -run 'TestLint|TestGolden|TestSchema|TestWebhookRegistration|TestDeployment|TestCertificateModes|TestReleaseFinalizersHook|TestOptionalObjects|TestCRDIsTheGeneratedOne|TestDefaultPolicyAfterTheCRD|TestScheduling|TestExtraArgsAndEnv|TestServiceAccountValues|TestDashboardQueriesExportedMetrics|TestPolicyFilesMatchLibrary|TestTemplateRefuses|TestChartREADMEIsCurrent|TestRows' ./test/chart/ ./hack/chart-readme/
 
 e2e-kind: ## kind cluster (go run sigs.k8s.io/kind@v0.33.0), image, cert-manager, chart in both modes, e2e suite, cluster deleted. Needs Docker, else SKIP.
 	@if ! docker info >/dev/null 2>&1; then \
