@@ -61,16 +61,17 @@ $(CONTROLLER_GEN):
 	GOBIN=$(BIN)/tmp go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VER)
 	mv $(BIN)/tmp/controller-gen $@
 
-manifests: $(CONTROLLER_GEN) ## Regenerate deepcopy and the CRD (config/crd and the chart's crds/).
+manifests: $(CONTROLLER_GEN) ## Regenerate deepcopy and the CRD (config/crd and the chart's files/crds/, which templates/crds.yaml installs), and the chart's README.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./policies/...
 	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./policies/... output:crd:dir=config/crd
-	@if [ -d charts/gracekeeper/crds ]; then cp config/crd/gracekeeper.dev_lifecyclepolicies.yaml charts/gracekeeper/crds/; fi
+	cp config/crd/gracekeeper.dev_lifecyclepolicies.yaml charts/gracekeeper/files/crds/
+	go run ./hack/chart-readme charts/gracekeeper
 
 generate: manifests
 
 verify-generated: manifests ## Fail when generated files differ from what is checked in.
-	@if [ -n "$$(git status --porcelain -- policies config charts/gracekeeper/crds)" ]; then \
-	  echo "generated files are stale; run 'make manifests' and commit:"; git status --porcelain -- policies config charts/gracekeeper/crds; git diff --stat; exit 1; fi
+	@if [ -n "$$(git status --porcelain -- policies config charts/gracekeeper/files/crds charts/gracekeeper/README.md)" ]; then \
+	  echo "generated files are stale; run 'make manifests' and commit:"; git status --porcelain -- policies config charts/gracekeeper/files/crds charts/gracekeeper/README.md; git diff --stat; exit 1; fi
 
 NODE_BINS := kube-controller-manager kube-scheduler kubelet kube-proxy
 # Stamp the version as hack/lib/version.sh does: unstamped binaries report
@@ -141,7 +142,7 @@ docker-build: ## Build the gracekeeper image (multi-stage, static, distroless no
 	docker build --build-arg VERSION=$(VERSION) -t $(IMG) .
 
 chart-lint: ## Render, lint and schema-check charts/gracekeeper with the helm library (no cluster needed).
-	go test $(GO_TEST_FLAGS) -run 'TestLint|TestGolden|TestSchema|TestWebhookRegistration|TestDeployment|TestCertificateModes|TestReleaseFinalizersHook|TestOptionalObjects|TestCRDIsTheGeneratedOne|TestPolicyFilesMatchLibrary|TestTemplateRefuses' ./test/chart/
+	go test $(GO_TEST_FLAGS) -run 'TestLint|TestGolden|TestSchema|TestWebhookRegistration|TestDeployment|TestCertificateModes|TestReleaseFinalizersHook|TestOptionalObjects|TestCRDIsTheGeneratedOne|TestDefaultPolicyAfterTheCRD|TestScheduling|TestExtraArgsAndEnv|TestServiceAccountValues|TestDashboardQueriesExportedMetrics|TestPolicyFilesMatchLibrary|TestTemplateRefuses|TestChartREADMEIsCurrent|TestRows' ./test/chart/ ./hack/chart-readme/
 
 e2e-kind: ## kind cluster (go run sigs.k8s.io/kind@v0.33.0), image, cert-manager, chart in both modes, e2e suite, cluster deleted. Needs Docker, else SKIP.
 	@if ! docker info >/dev/null 2>&1; then \

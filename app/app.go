@@ -11,11 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -63,6 +65,9 @@ type Options struct {
 	Namespace string
 	// ExcludedNamespaces are never mutated or validated (Namespace is added).
 	ExcludedNamespaces []string
+	// IgnoreLabel: namespaces with this label set to "true" are never
+	// mutated or validated (default policies.DefaultIgnoreLabel).
+	IgnoreLabel string
 	// LeaderElect elects one replica for status writes, the finalizer
 	// controller and certificate renewal.
 	LeaderElect bool
@@ -74,28 +79,52 @@ type Options struct {
 	Finalizer finalizer.Options
 }
 
-// Validate says what is wrong with o, naming the option.
+// Validate says what is wrong with o, naming the option and the serve flag
+// that sets it. It is the only check of serve's flags.
 func (o Options) Validate() error {
 	var errs []error
 	if o.Namespace == "" {
-		errs = append(errs, errors.New("namespace is required"))
+		errs = append(errs, errors.New("--namespace is required: gracekeeper's own namespace (the chart passes the release namespace)"))
+	} else if msgs := validation.IsDNS1123Label(o.Namespace); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("--namespace %q: %s", o.Namespace, strings.Join(msgs, "; ")))
+	}
+	if err := (policies.Config{ExcludedNamespaces: o.ExcludedNamespaces, IgnoreLabel: o.IgnoreLabel}).Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("--excluded-namespaces or --ignore-label: %w", err))
 	}
 	switch o.CertMode {
 	case "", CertModeFiles, CertModeCertManager:
 	case CertModeSelf:
 		if o.Certs.SecretName == "" || o.Certs.ServiceName == "" {
-			errs = append(errs, errors.New("cert mode self needs the Secret and Service names"))
+			errs = append(errs, errors.New("cert mode self needs the Secret and Service names (--cert-secret, --service)"))
 		}
+		// certs injects into whichever of the two is named.
 		if o.Certs.MutatingWebhookConfiguration == "" && o.Certs.ValidatingWebhookConfiguration == "" {
-			errs = append(errs, errors.New("cert mode self needs the webhook configuration names to inject the caBundle into"))
+			errs = append(errs, errors.New("cert mode self needs the webhook configuration names to inject the caBundle into (--mutating-webhook-config, --validating-webhook-config)"))
 		}
 	default:
-		errs = append(errs, fmt.Errorf("cert mode %q: must be self, certManager or files", o.CertMode))
+		errs = append(errs, fmt.Errorf("--cert-mode %q: must be self, certManager or files", o.CertMode))
 	}
 	if _, err := webhook.ParseTLSVersion(o.Webhook.TLSMinVersion); o.Webhook.TLSMinVersion != "" && err != nil {
-		errs = append(errs, err)
+		errs = append(errs, fmt.Errorf("--tls-min-version: %w", err))
+	}
+	// 0 is the default; the API server's own limit for timeoutSeconds is 30 s.
+	if o.Webhook.RequestTimeout < 0 || o.Webhook.RequestTimeout > 30*time.Second {
+		errs = append(errs, fmt.Errorf("--request-timeout %s: must be at most 30s (the API server's limit for timeoutSeconds)", o.Webhook.RequestTimeout))
+	}
+	if o.Webhook.MaxBodyBytes < 0 {
+		errs = append(errs, fmt.Errorf("--max-body-bytes %d: must not be negative (0 is the default)", o.Webhook.MaxBodyBytes))
 	}
 	return errors.Join(errs...)
+}
+
+// Engine is the policy engine's configuration: the excluded namespaces
+// (Excluded) and the ignore label.
+func (o Options) Engine() policies.Config {
+	l := o.IgnoreLabel
+	if l == "" {
+		l = policies.DefaultIgnoreLabel
+	}
+	return policies.Config{ExcludedNamespaces: o.Excluded(), IgnoreLabel: l}
 }
 
 // Excluded is the namespaces never mutated or validated: our own first, then
@@ -151,7 +180,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, lg logr.Logger) error
 	}
 
 	store := webhook.NewPolicyStore(webhook.StoreConfig{
-		Engine:      policies.Config{ExcludedNamespaces: o.Excluded()},
+		Engine:      o.Engine(),
 		WriteStatus: true,
 	}, lg.WithName("policies"))
 	if err := store.SetupWithManager(mgr); err != nil {

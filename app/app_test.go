@@ -29,6 +29,18 @@ import (
 	"github.com/gracekeeper/gracekeeper/webhook"
 )
 
+// TestEngine: the engine gets our own namespace, the excluded ones and the
+// ignore label (the default one when none is given).
+func TestEngine(t *testing.T) {
+	e := Options{Namespace: "gk", ExcludedNamespaces: []string{"kube-system", "gk", ""}}.Engine()
+	if strings.Join(e.ExcludedNamespaces, ",") != "gk,kube-system" || e.IgnoreLabel != "gracekeeper.dev/ignore" {
+		t.Errorf("Engine() = %+v", e)
+	}
+	if e := (Options{Namespace: "gk", IgnoreLabel: "example.com/skip"}).Engine(); e.IgnoreLabel != "example.com/skip" {
+		t.Errorf("IgnoreLabel not passed: %+v", e)
+	}
+}
+
 func TestValidate(t *testing.T) {
 	tests := map[string]struct {
 		o       Options
@@ -36,7 +48,12 @@ func TestValidate(t *testing.T) {
 	}{
 		"minimal":           {o: Options{Namespace: "gk"}},
 		"no namespace":      {o: Options{}, wantErr: "namespace is required"},
-		"unknown cert mode": {o: Options{Namespace: "gk", CertMode: "vault"}, wantErr: `cert mode "vault"`},
+		"unknown cert mode": {o: Options{Namespace: "gk", CertMode: "vault"}, wantErr: `--cert-mode "vault"`},
+		"self with one webhook configuration": {o: Options{Namespace: "gk", CertMode: CertModeSelf,
+			Certs: certs.Options{SecretName: "s", ServiceName: "svc", ValidatingWebhookConfiguration: "gk"}}},
+		"bad excluded namespace": {o: Options{Namespace: "gk", ExcludedNamespaces: []string{"Kube_System"}}, wantErr: `excluded namespace "Kube_System"`},
+		"bad ignore label":       {o: Options{Namespace: "gk", IgnoreLabel: "no spaces/allowed here"}, wantErr: `ignore label "no spaces/allowed here"`},
+		"negative body limit":    {o: Options{Namespace: "gk", Webhook: webhook.Config{MaxBodyBytes: -1}}, wantErr: "--max-body-bytes"},
 		"self without names": {o: Options{Namespace: "gk", CertMode: CertModeSelf},
 			wantErr: "needs the Secret and Service names"},
 		"self without webhook configs": {o: Options{Namespace: "gk", CertMode: CertModeSelf, Certs: certs.Options{SecretName: "s", ServiceName: "svc"}},

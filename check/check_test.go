@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/gracekeeper/gracekeeper/policies"
 )
 
 const (
@@ -187,6 +189,13 @@ items:
 			options:  Options{NamespaceLabels: map[string]string{"gracekeeper.dev/ignore": "true"}},
 			want:     ExitPass,
 			stderr:   []string{"0 reviewed"},
+		},
+		"namespace: the configured ignore label replaces the default one": {
+			files:    []file{{"input.yaml", podWeb}, {"p.yaml", policyDeny}},
+			policies: []string{"p.yaml"},
+			options:  Options{NamespaceLabels: map[string]string{"gracekeeper.dev/ignore": "true"}, Engine: policies.Config{IgnoreLabel: "example.com/skip"}},
+			want:     ExitDenied,
+			stderr:   []string{"1 reviewed"},
 		},
 		"output: json prints one v1 List": {
 			files:    []file{{"input.yaml", podWeb + "---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: c}}\n"}, {"p.yaml", policyFits}},

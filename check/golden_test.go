@@ -38,6 +38,9 @@ var goldenCases = map[string]struct {
 // testEngine is the engine configuration the CLI uses.
 func testOptions(o Options) Options {
 	o.Engine.ExcludedNamespaces = []string{"kube-system", "kube-node-lease"}
+	if o.Engine.IgnoreLabel == "" {
+		o.Engine.IgnoreLabel = "gracekeeper.dev/ignore"
+	}
 	return o
 }
 

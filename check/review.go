@@ -18,10 +18,6 @@ import (
 
 // Names the API server and the webhook configurations give meaning to.
 const (
-	// labelIgnoreNamespace: the webhook configurations' namespaceSelector
-	// leaves out namespaces carrying it (DESIGN.md, Webhook registration).
-	labelIgnoreNamespace = "gracekeeper.dev/ignore"
-
 	// ReasonUnknownField marks a field the Go types do not know: the API
 	// server's strict field validation (kubectl's default since 1.27,
 	// KEP-2885) would refuse the object, and the engine cannot see the field.
@@ -230,8 +226,8 @@ func (c *Checker) reviewObject(loc Location, js []byte, prefix string, declared 
 		before, pointer = tmpl.Pod, tmpl.Pointer
 	}
 	ns := c.namespace(o.Namespace, declared)
-	if ns.Labels[labelIgnoreNamespace] == "true" {
-		return o, nil, nil // admission never sees it
+	if c.opts.Engine.Ignores(ns) {
+		return o, nil, nil // the webhook configurations never send it
 	}
 	o.Reviewed = true
 	var d policies.Decision

@@ -21,7 +21,7 @@ import (
 // itself, path by path, so it applies to the raw object and leaves every
 // field our Go types do not know in place.
 //
-// The engine changes only what DESIGN.md lists: metadata labels,
+// The engine changes only these (docs/design.md): metadata labels,
 // annotations and finalizers, spec.terminationGracePeriodSeconds and the
 // lifecycle of containers and init containers. Those get precise ops here.
 // Where the containers differ in shape (count, stop signal) the patch falls

@@ -10,7 +10,7 @@ import (
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 )
 
-// The shutdown budget model (DESIGN.md), from the kubelet's behaviour:
+// The shutdown budget model (docs/design.md), from the kubelet's behaviour:
 //
 //   - pkg/kubelet/kuberuntime/kuberuntime_container.go killContainer runs
 //     executePreStopHook first, then sends SIGTERM and waits for what is left

@@ -6,7 +6,7 @@
 package policies
 
 // Names gracekeeper reads and writes on pods. They are part of the public
-// contract (DESIGN.md): keep them.
+// contract (docs/design.md, "The policy API"): keep them.
 const (
 	// AnnotationSkip opts a pod out where the policy has allowOptOut: "true".
 	AnnotationSkip = "gracekeeper.dev/skip"

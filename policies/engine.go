@@ -1,17 +1,19 @@
 package policies
 
 import (
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 )
 
-// CONTRACT (shared by the webhook, check, finalizer and test packages):
-// the exported names and signatures in this file are fixed; bodies are filled in
-// by the engine work.
+// The exported names in this file are what the webhook, check, finalizer and
+// test packages use of the engine: the Set, its Decision and Findings.
 
 // Namespace is what selection needs to know of the pod's namespace.
 type Namespace struct {
@@ -91,15 +93,45 @@ type CleanupRecord struct {
 }
 
 // SystemNamespaces are the namespaces gracekeeper never touches by default,
-// besides its own (DESIGN.md, Webhook registration; the chart's
+// besides its own (docs/design.md, "Webhook registration"; the chart's
 // webhook.excludeNamespaces default). A new slice each call.
 func SystemNamespaces() []string { return []string{"kube-system", "kube-node-lease"} }
+
+// DefaultIgnoreLabel is the namespace label that keeps gracekeeper out of a
+// namespace when set to "true" (the chart's webhook.ignoreLabel default).
+const DefaultIgnoreLabel = "gracekeeper.dev/ignore"
 
 // Config holds engine-wide settings.
 type Config struct {
 	// ExcludedNamespaces are never mutated or validated, whatever the policies
 	// say (the webhook configurations exclude them too; this is the second lock).
 	ExcludedNamespaces []string
+	// IgnoreLabel: a namespace with this label set to "true" is never
+	// mutated or validated ("" turns the label off). The webhook
+	// configurations' namespaceSelector leaves those namespaces out too.
+	IgnoreLabel string
+}
+
+// Validate says which excluded namespace is not a namespace name and
+// whether IgnoreLabel is not a label key.
+func (c Config) Validate() error {
+	var errs []error
+	for _, n := range c.ExcludedNamespaces {
+		if msgs := validation.IsDNS1123Label(n); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("excluded namespace %q: %s", n, strings.Join(msgs, "; ")))
+		}
+	}
+	if c.IgnoreLabel != "" {
+		if msgs := validation.IsQualifiedName(c.IgnoreLabel); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("ignore label %q is not a label key: %s", c.IgnoreLabel, strings.Join(msgs, "; ")))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Ignores reports whether ns carries the ignore label set to "true".
+func (c Config) Ignores(ns Namespace) bool {
+	return c.IgnoreLabel != "" && ns.Labels[c.IgnoreLabel] == "true"
 }
 
 // Set is a compiled, immutable snapshot of the policies, indexed for fast

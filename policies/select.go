@@ -109,7 +109,7 @@ func (s *Set) selectPolicies(pod *corev1.Pod, ns Namespace, unknown []string) []
 		return nil
 	}
 	name := nsName(pod, ns)
-	if _, ok := s.excluded[name]; ok {
+	if _, ok := s.excluded[name]; ok || s.cfg.Ignores(ns) {
 		return nil
 	}
 	var buf [32]int

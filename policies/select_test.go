@@ -87,6 +87,17 @@ func TestSelection(t *testing.T) {
 			cfg:  Config{ExcludedNamespaces: []string{"kube-system"}},
 			pod:  podWith(nil, "c"), ns: Namespace{Name: "kube-system"},
 		},
+		"namespace with the ignore label is never touched": {
+			pols: []v1alpha1.LifecyclePolicy{pol("all", nil)},
+			cfg:  Config{IgnoreLabel: "example.com/skip"},
+			pod:  podWith(nil, "c"), ns: Namespace{Name: "shop", Labels: map[string]string{"example.com/skip": "true"}},
+		},
+		"another label than the configured ignore label selects as usual": {
+			pols: []v1alpha1.LifecyclePolicy{pol("all", nil)},
+			cfg:  Config{IgnoreLabel: "example.com/skip"},
+			pod:  podWith(nil, "c"), ns: Namespace{Name: "shop", Labels: map[string]string{DefaultIgnoreLabel: "true", "example.com/skip": "false"}},
+			want: []string{"all"},
+		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

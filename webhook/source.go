@@ -10,8 +10,9 @@ import (
 // policy set and a namespace's labels. PolicyStore implements it from an
 // informer cache; tests use StaticSource, so the handlers need no manager.
 type Source interface {
-	// Set is the current policy set; nil means "not synced yet" (the
-	// handlers then answer 503 via readiness, and allow with no change).
+	// Set is the current policy set; nil means "not synced yet": /readyz
+	// fails and the admission handlers answer HTTP 503, so the API server
+	// applies the webhook's failurePolicy.
 	Set() *policies.Set
 	// Namespace returns the namespace's name and labels.
 	Namespace(ctx context.Context, name string) (policies.Namespace, error)

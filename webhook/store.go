@@ -11,6 +11,7 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -45,11 +46,16 @@ const (
 // LifecyclePolicy is created, changed or deleted (within Debounce plus
 // watch latency: seconds, no restart), and namespace labels from the same
 // cache. It is a manager.Runnable that runs on every replica.
+//
+// Rebuilds go through a client-go rate-limiting work queue holding one key:
+// an event adds the key after Debounce, and the queue keeps the earliest
+// pending time and never holds the key twice, so a burst of events is one
+// rebuild; a failed rebuild is retried with the queue's per-item backoff.
 type PolicyStore struct {
-	cfg  StoreConfig
-	log  logr.Logger
-	set  atomic.Pointer[policies.Set]
-	kick chan struct{}
+	cfg   StoreConfig
+	log   logr.Logger
+	set   atomic.Pointer[policies.Set]
+	queue workqueue.TypedRateLimitingInterface[string]
 
 	cache   cache.Cache
 	client  client.Client // status writes
@@ -62,8 +68,14 @@ func NewPolicyStore(cfg StoreConfig, lg logr.Logger) *PolicyStore {
 	if cfg.Debounce <= 0 {
 		cfg.Debounce = 300 * time.Millisecond
 	}
-	return &PolicyStore{cfg: cfg, log: lg, kick: make(chan struct{}, 1)}
+	q := workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[string](cfg.Debounce, 30*time.Second),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "gracekeeper_policy_store"})
+	return &PolicyStore{cfg: cfg, log: lg, queue: q}
 }
+
+// rebuildKey is the queue's only item: every event asks for the same rebuild.
+const rebuildKey = "rebuild"
 
 // SetupWithManager registers the informers (LifecyclePolicy, Namespace) and
 // adds the store to the manager. The manager's scheme must know v1alpha1.
@@ -96,12 +108,8 @@ func (p *PolicyStore) SetupWithManager(mgr manager.Manager) error {
 	return mgr.Add(p)
 }
 
-func (p *PolicyStore) trigger() {
-	select {
-	case p.kick <- struct{}{}:
-	default:
-	}
-}
+// trigger asks for a rebuild after Debounce.
+func (p *PolicyStore) trigger() { p.queue.AddAfter(rebuildKey, p.cfg.Debounce) }
 
 // NeedLeaderElection is false: every replica needs the policies.
 func (p *PolicyStore) NeedLeaderElection() bool { return false }
@@ -122,32 +130,38 @@ func (p *PolicyStore) Namespace(ctx context.Context, name string) (policies.Name
 // Start waits for the cache, builds the first set, then rebuilds on every
 // (debounced) policy event until ctx ends.
 func (p *PolicyStore) Start(ctx context.Context) error {
+	defer p.queue.ShutDown()
 	if !p.cache.WaitForCacheSync(ctx) {
 		return fmt.Errorf("policy cache did not sync")
 	}
 	if err := p.rebuild(ctx); err != nil {
 		return err
 	}
-	// Status waits for leadership; rebuild again once elected so the
-	// leader writes what it sees.
-	elected := p.elected
-	for {
+	go func() {
 		select {
 		case <-ctx.Done():
-			return nil
-		case <-elected:
-			elected = nil
-			p.trigger()
-		case <-p.kick:
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(p.cfg.Debounce):
-			}
-			if err := p.rebuild(ctx); err != nil {
-				p.log.Error(err, "rebuilding the policy set")
-			}
+		case <-p.elected:
+			// Status waits for leadership; rebuild once elected so the
+			// leader writes what it sees.
+			p.queue.Add(rebuildKey)
 		}
+	}()
+	go func() {
+		<-ctx.Done()
+		p.queue.ShutDown()
+	}()
+	for {
+		key, quit := p.queue.Get()
+		if quit {
+			return nil
+		}
+		if err := p.rebuild(ctx); err != nil {
+			p.log.Error(err, "rebuilding the policy set")
+			p.queue.AddRateLimited(key)
+		} else {
+			p.queue.Forget(key)
+		}
+		p.queue.Done(key)
 	}
 }
 

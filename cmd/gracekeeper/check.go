@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -12,7 +10,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/gracekeeper/gracekeeper/check"
-	"github.com/gracekeeper/gracekeeper/policies"
 )
 
 // stringsFlag collects a repeatable flag (-f a -f b).
@@ -23,38 +20,36 @@ func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
 
 // runCheck is `gracekeeper check`: flags in, package check does the work.
 func runCheck(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("gracekeeper check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("check", stderr,
+		"usage: gracekeeper check -f FILE [-f FILE2] [-p POLICY_FILE_OR_DIR ...] [--namespace-labels k=v,...] [--namespace NAME] [--excluded-namespaces NS,...] [--ignore-label KEY] [-o yaml|json]",
+		"Prints the objects as admission would leave them on stdout and the findings on stderr.",
+		"Exit code: 0 all pass (warnings allowed), 1 something is denied, 2 bad input.")
 	var (
 		files, pols stringsFlag
 		nsLabels    string
 		namespace   string
 		output      string
+		scope       scopeFlags
 	)
 	fs.Var(&files, "f", "pod or workload YAML (multi-document, v1 List); repeatable; - is stdin")
 	fs.Var(&pols, "p", "LifecyclePolicy file, or directory of *.yaml/*.yml files; repeatable")
 	fs.StringVar(&nsLabels, "namespace-labels", "", "labels of the objects' namespace, k=v,... (kubernetes.io/metadata.name is set from the name)")
 	fs.StringVar(&namespace, "namespace", "default", "namespace of objects that set no metadata.namespace")
 	fs.StringVar(&output, "o", "yaml", "output format of the objects: yaml or json")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: gracekeeper check -f FILE [-f FILE2] [-p POLICY_FILE_OR_DIR ...] [--namespace-labels k=v,...] [--namespace NAME] [-o yaml|json]")
-		fmt.Fprintln(stderr, "Prints the objects as admission would leave them on stdout and the findings on stderr.")
-		fmt.Fprintln(stderr, "Exit code: 0 all pass (warnings allowed), 1 something is denied, 2 bad input.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return check.ExitPass
-		}
-		return check.ExitBadInput
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "gracekeeper check: unexpected argument %q (inputs go after -f)\n", fs.Arg(0))
+	scope.register(fs)
+	switch parseFlags(fs, args, stderr, " (inputs go after -f)") {
+	case parsedHelp:
+		return check.ExitPass
+	case parsedBad:
 		return check.ExitBadInput
 	}
 	lbls, err := parseLabels(nsLabels)
 	if err != nil {
 		fmt.Fprintf(stderr, "gracekeeper check: --namespace-labels: %v\n", err)
+		return check.ExitBadInput
+	}
+	if err := scope.engine().Validate(); err != nil {
+		fmt.Fprintf(stderr, "gracekeeper check: --excluded-namespaces or --ignore-label: %v\n", err)
 		return check.ExitBadInput
 	}
 	if errs := validation.IsDNS1123Label(namespace); len(errs) > 0 {
@@ -65,8 +60,8 @@ func runCheck(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		Options: check.Options{
 			Namespace:       namespace,
 			NamespaceLabels: lbls,
-			// The namespaces the webhook configurations never send.
-			Engine: policies.Config{ExcludedNamespaces: policies.SystemNamespaces()},
+			// The namespaces the webhook configurations never send, as serve's flags say.
+			Engine: scope.engine(),
 		},
 		Files:       files,
 		PolicyPaths: pols,

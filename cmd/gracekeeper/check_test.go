@@ -117,6 +117,31 @@ func TestCheckCommand(t *testing.T) {
 			want:   2,
 			stderr: []string{"doc 1 of policies-bad/typo.yaml", `unknown field "spec.shutdownSecs"`},
 		},
+		"pass: kube-system is excluded by default, as serve excludes it": {
+			args:   []string{"-f", "app.yaml", "-p", "policies", "--namespace", "kube-system", "--namespace-labels", "env=prod"},
+			want:   0,
+			stderr: []string{"0 changed"},
+		},
+		"deny: --excluded-namespaces without kube-system judges it": {
+			args:   []string{"-f", "app.yaml", "-p", "policies", "--namespace", "kube-system", "--namespace-labels", "env=prod", "--excluded-namespaces", "kube-node-lease"},
+			want:   1,
+			stderr: []string{"DENY  deployment/web"},
+		},
+		"pass: --ignore-label names the label that leaves a namespace out": {
+			args:   []string{"-f", "app.yaml", "-p", "policies", "--namespace-labels", "env=prod,example.com/skip=true", "--ignore-label", "example.com/skip"},
+			want:   0,
+			stderr: []string{"0 reviewed"},
+		},
+		"deny: the default ignore label is not honoured when another is named": {
+			args:   []string{"-f", "app.yaml", "-p", "policies", "--namespace-labels", "env=prod,gracekeeper.dev/ignore=true", "--ignore-label", "example.com/skip"},
+			want:   1,
+			stderr: []string{"DENY  deployment/web"},
+		},
+		"bad flag: --ignore-label not a label key": {
+			args:   []string{"-f", "app.yaml", "--ignore-label", "no spaces"},
+			want:   2,
+			stderr: []string{`--ignore-label`, `ignore label "no spaces"`},
+		},
 		"bad flag: --namespace-labels without =": {
 			args:   []string{"-f", "app.yaml", "--namespace-labels", "env"},
 			want:   2,

@@ -2,18 +2,15 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
+
+	"errors"
 
 	"github.com/go-logr/logr/funcr"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/gracekeeper/gracekeeper/finalizer"
@@ -23,39 +20,23 @@ import (
 // runReleaseFinalizers is `gracekeeper release-finalizers`, the chart's
 // pre-delete hook: package finalizer does the work.
 func runReleaseFinalizers(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("gracekeeper release-finalizers", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("release-finalizers", stderr,
+		"usage: gracekeeper release-finalizers [--kubeconfig FILE] [--dry-run]",
+		"Removes every gracekeeper finalizer (and only those) from every pod labelled gracekeeper.dev/finalize=true,",
+		"after recording what it can. Exit code: 0 done, 1 some pods failed, 2 bad flags or no cluster.")
 	var (
 		kubeconfig string
 		dryRun     bool
 	)
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, in-cluster, then ~/.kube/config)")
 	fs.BoolVar(&dryRun, "dry-run", false, "report what would be removed; the API server checks the patches as dry runs, nothing is written or called")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: gracekeeper release-finalizers [--kubeconfig FILE] [--dry-run]")
-		fmt.Fprintln(stderr, "Removes every gracekeeper finalizer (and only those) from every pod labelled gracekeeper.dev/finalize=true,")
-		fmt.Fprintln(stderr, "after recording what it can. Exit code: 0 done, 1 some pods failed, 2 bad flags or no cluster.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+	switch parseFlags(fs, args, stderr, "") {
+	case parsedHelp:
+		return 0
+	case parsedBad:
 		return 2
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "gracekeeper release-finalizers: unexpected argument %q\n", fs.Arg(0))
-		return 2
-	}
-	var (
-		cfg *rest.Config
-		err error
-	)
-	if kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	} else {
-		cfg, err = config.GetConfig()
-	}
+	cfg, err := restConfig(kubeconfig)
 	if err != nil {
 		fmt.Fprintf(stderr, "gracekeeper release-finalizers: %v\n", err)
 		return 2

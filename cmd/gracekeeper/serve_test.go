@@ -41,7 +41,7 @@ func TestServeFlags(t *testing.T) {
 		"stray argument":     {args: []string{"--namespace", "gk", "extra"}, wantCode: 2, wantErr: `unexpected argument "extra"`},
 		"unknown flag":       {args: []string{"--nope"}, wantCode: 2, wantErr: "flag provided but not defined"},
 		"unknown cert mode":  {args: []string{"--namespace", "gk", "--cert-mode", "vault"}, wantCode: 2, wantErr: `--cert-mode "vault"`},
-		"self needs names":   {args: []string{"--namespace", "gk", "--cert-mode", "self", "--cert-secret", "s"}, wantCode: 2, wantErr: "--cert-mode=self needs"},
+		"self needs names":   {args: []string{"--namespace", "gk", "--cert-mode", "self", "--cert-secret", "s"}, wantCode: 2, wantErr: "cert mode self needs the Secret and Service names (--cert-secret, --service)"},
 		"self mode": {args: []string{"--namespace", "gk", "--cert-mode=self", "--cert-secret=s", "--service=svc", "--mutating-webhook-config=w", "--validating-webhook-config=w", "--cert-lifetime=48h"}, wantOK: true, check: func(t *testing.T, o serveOptions) {
 			if o.CertMode != app.CertModeSelf || o.Certs.SecretName != "s" || o.Certs.ServiceName != "svc" || o.Certs.CertLifetime != 48*time.Hour || o.Certs.CALifetime != certs.DefaultCALifetime {
 				t.Errorf("self mode: %+v", o)
@@ -58,7 +58,14 @@ func TestServeFlags(t *testing.T) {
 			}
 		}},
 		"request timeout over 30s": {args: []string{"--namespace", "gk", "--request-timeout=31s"}, wantCode: 2, wantErr: "--request-timeout"},
-		"non-positive body":        {args: []string{"--namespace", "gk", "--max-body-bytes", "0"}, wantCode: 2, wantErr: "--max-body-bytes"},
+		"negative body":            {args: []string{"--namespace", "gk", "--max-body-bytes", "-1"}, wantCode: 2, wantErr: "--max-body-bytes"},
+		"bad excluded namespace":   {args: []string{"--namespace", "gk", "--excluded-namespaces", "kube-system,Not_A_Name"}, wantCode: 2, wantErr: `--excluded-namespaces or --ignore-label: excluded namespace "Not_A_Name"`},
+		"bad ignore label":         {args: []string{"--namespace", "gk", "--ignore-label", "a b"}, wantCode: 2, wantErr: `ignore label "a b" is not a label key`},
+		"ignore label": {args: []string{"--namespace", "gk", "--ignore-label", "example.com/skip"}, wantOK: true, check: func(t *testing.T, o serveOptions) {
+			if o.Engine().IgnoreLabel != "example.com/skip" {
+				t.Errorf("ignore label: %+v", o.Engine())
+			}
+		}},
 		"own namespace first": {args: []string{"--namespace", "gk", "--excluded-namespaces", "kube-system, gk ,,other"}, wantOK: true, check: func(t *testing.T, o serveOptions) {
 			if got := strings.Join(o.Excluded(), ","); got != "gk,kube-system,other" {
 				t.Errorf("excluded %q", got)

@@ -19,7 +19,7 @@ import (
 	"github.com/gracekeeper/gracekeeper/webhook"
 )
 
-// TestWebhookRegistration checks the two configurations against DESIGN.md
+// TestWebhookRegistration checks the two configurations against docs/design.md
 // "Webhook registration" for every mode.
 func TestWebhookRegistration(t *testing.T) {
 	for name, values := range modes() {

@@ -4,8 +4,10 @@
 package chartrender
 
 import (
+	"cmp"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -43,9 +45,9 @@ func Load() (*chart.Chart, error) {
 
 // Render renders the chart with values (merged over values.yaml and checked
 // against values.schema.json) as release "gracekeeper" in "gracekeeper-system".
-// It returns the CRDs from crds/ first (Helm installs them first), then every
-// template's objects in a stable order (file name, then position), hooks
-// included (hooks carry the helm.sh/hook annotation).
+// It returns the CustomResourceDefinitions first (Helm installs that kind
+// first), then every template's objects in a stable order (file name, then
+// position), hooks included (hooks carry the helm.sh/hook annotation).
 func Render(values map[string]any) ([]*unstructured.Unstructured, error) {
 	files, err := RenderFiles(values)
 	if err != nil {
@@ -64,11 +66,22 @@ func Render(values map[string]any) ([]*unstructured.Unstructured, error) {
 		}
 		out = append(out, objs...)
 	}
+	slices.SortStableFunc(out, func(a, b *unstructured.Unstructured) int {
+		return cmp.Compare(crdFirst(a), crdFirst(b))
+	})
 	return out, nil
 }
 
+func crdFirst(u *unstructured.Unstructured) int {
+	if u.GetKind() == "CustomResourceDefinition" {
+		return 0
+	}
+	return 1
+}
+
 // RenderFiles renders the chart and returns manifest text keyed by file
-// (crds/... and templates/...), with empty renders and NOTES.txt left out.
+// (crds/..., if the chart had any, and templates/...), with empty renders and
+// NOTES.txt left out.
 func RenderFiles(values map[string]any) (map[string]string, error) {
 	c, err := Load()
 	if err != nil {

@@ -32,7 +32,7 @@ const holdFinalizer = "e2e.test/hold"
 
 // TestNode brings up the real node (or reuses `make cluster-up`'s) and checks
 // what the kubelet really does at shutdown, which the budget model in
-// DESIGN.md relies on. Every container records /proc/uptime (the same clock
+// docs/design.md relies on. Every container records /proc/uptime (the same clock
 // as this test's) into a hostPath file at each step, so the timings need no
 // container logs, which the kubelet removes with a deleted pod.
 func TestNode(t *testing.T) {

@@ -29,6 +29,15 @@ app.kubernetes.io/name: {{ include "gracekeeper.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The ServiceAccount the pods run as: the chart's own, or one named by serviceAccount.name. */}}
+{{- define "gracekeeper.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "gracekeeper.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The Secret holding the serving certificate (both modes). */}}
 {{- define "gracekeeper.tlsSecret" -}}
 {{- printf "%s-tls" (include "gracekeeper.fullname" .) -}}
@@ -51,7 +60,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end -}}
 
-{{/* namespaceSelector shared by every webhook: DESIGN.md "Webhook registration". */}}
+{{/* namespaceSelector shared by every webhook: docs/design.md "Webhook registration". */}}
 {{- define "gracekeeper.namespaceSelector" -}}
 namespaceSelector:
   matchExpressions:
