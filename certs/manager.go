@@ -22,6 +22,7 @@ const (
 	DefaultCALifetime   = 10 * 365 * 24 * time.Hour
 	DefaultCertLifetime = 90 * 24 * time.Hour
 	DefaultSyncInterval = time.Minute
+	DefaultTrustDelay   = 10 * time.Second
 )
 
 // Options configures a Manager. The names match what the Helm chart creates.
@@ -45,6 +46,14 @@ type Options struct {
 	CertLifetime time.Duration
 	// SyncInterval: how often the leader checks for renewal and every replica re-reads the Secret.
 	SyncInterval time.Duration
+	// TrustDelay is how long the leader waits, after injecting a caBundle
+	// that adds a new CA, before it stores (and so before any replica
+	// serves) a certificate signed by that CA: each kube-apiserver reads
+	// caBundle from its informer cache, and a certificate it does not yet
+	// trust fails the call. Default 10s, far above watch latency; negative:
+	// no wait. Only CA renewals wait: a renewed serving certificate is
+	// signed by a CA already trusted.
+	TrustDelay time.Duration
 	// Clock is for tests; nil means the real clock.
 	Clock clock.PassiveClock
 }
@@ -78,6 +87,9 @@ func New(cs kubernetes.Interface, opts Options) (*Manager, error) {
 	}
 	if opts.SyncInterval == 0 {
 		opts.SyncInterval = DefaultSyncInterval
+	}
+	if opts.TrustDelay == 0 {
+		opts.TrustDelay = DefaultTrustDelay
 	}
 	if opts.CALifetime < time.Hour || opts.CertLifetime < time.Hour {
 		return nil, fmt.Errorf("certs: lifetimes must be at least 1h (CA %s, serving %s)", opts.CALifetime, opts.CertLifetime)
@@ -192,6 +204,14 @@ func (m *Manager) ensure(ctx context.Context, onlyIfEmpty bool) (*Bundle, Decisi
 		// certificate from the Secret and serve it.
 		if _, err := m.injectCABundle(ctx, next.CABundle); err != nil {
 			return nil, d, err
+		}
+		if d.Action == ActionRenewCA && m.opts.TrustDelay > 0 {
+			logf.FromContext(ctx).Info("new CA injected; waiting before serving a certificate it signed", "delay", m.opts.TrustDelay.String())
+			select {
+			case <-ctx.Done():
+				return nil, d, ctx.Err()
+			case <-time.After(m.opts.TrustDelay):
+			}
 		}
 	}
 	s.Data = data

@@ -17,12 +17,43 @@ type Config struct {
 	CertName, KeyName string
 	// TLSMinVersion is "1.2" (default) or "1.3".
 	TLSMinVersion string
-	// MaxBodyBytes caps a request body (default 3 MiB: kube-apiserver caps
-	// admission requests around 3 MiB, see apiserver's
-	// pkg/server/config.go MaxRequestBodyBytes, so a bigger body is not from it).
+	// MaxBodyBytes caps a request body (default 7 MiB, what
+	// controller-runtime's webhook server accepts). An UPDATE review carries
+	// the object and oldObject, each up to what etcd stores: its default
+	// --max-request-bytes is 1.5 MiB and kube-apiserver refuses request
+	// bodies over 3 MiB (k8s.io/apiserver pkg/server/config.go,
+	// MaxRequestBodyBytes), so two objects plus the review's envelope fit in
+	// 7 MiB; a bigger body is not from the API server.
 	MaxBodyBytes int64
 	// ReadHeaderTimeout bounds slow clients (default 10s).
 	ReadHeaderTimeout time.Duration
+	// RequestTimeout is the longest the API server waits for one review: the
+	// webhooks' timeoutSeconds (at most 30, the default here). Reading a
+	// request may take no longer (http.Server ReadTimeout), answering it
+	// RequestTimeout plus a few seconds (WriteTimeout): past it the API
+	// server has given up, so a client still trickling a body is not one.
+	RequestTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle this long (default
+	// 120s): longer than client-go's 90 s idle timeout, which the API
+	// server's webhook client uses, so the client closes first; a server
+	// that closed first could race a POST being sent, which net/http does
+	// not retry (Transport.shouldRetryRequest).
+	IdleTimeout time.Duration
+	// MaxInFlight caps the admission requests being read or reviewed at
+	// once (default 64). Past it a request gets HTTP 429 with Retry-After at
+	// once, without its body being read: the API server's client may retry
+	// within the webhook timeout, then failurePolicy decides. Queueing would
+	// only make every caller wait into its timeout.
+	MaxInFlight int
+	// MaxLargeInFlight caps, within MaxInFlight, the requests whose body is
+	// announced above LargeBodyBytes or not announced (default 4), so that
+	// bodies in memory stay under MaxLargeInFlight*MaxBodyBytes +
+	// MaxInFlight*LargeBodyBytes (92 MiB by default, under the chart's
+	// 256Mi limit) whatever clients do.
+	MaxLargeInFlight int
+	// LargeBodyBytes is the announced size above which a request is large
+	// (default 1 MiB: pods and nearly all workloads are far below it).
+	LargeBodyBytes int64
 	// DrainDelay is how long the server keeps serving after the context is
 	// cancelled while /readyz already fails, so endpoints and load balancers
 	// stop sending before the listener closes (default 5s).
@@ -33,8 +64,13 @@ type Config struct {
 
 const (
 	defaultAddr              = ":9443"
-	defaultMaxBodyBytes      = 3 << 20
+	defaultMaxBodyBytes      = 7 << 20
 	defaultReadHeaderTimeout = 10 * time.Second
+	defaultRequestTimeout    = 30 * time.Second
+	defaultIdleTimeout       = 120 * time.Second
+	defaultMaxInFlight       = 64
+	defaultMaxLargeInFlight  = 4
+	defaultLargeBodyBytes    = 1 << 20
 	defaultDrainDelay        = 5 * time.Second
 	defaultShutdownTimeout   = 10 * time.Second
 )
@@ -57,6 +93,27 @@ func (c Config) WithDefaults() Config {
 	if c.ReadHeaderTimeout <= 0 {
 		c.ReadHeaderTimeout = defaultReadHeaderTimeout
 	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = defaultRequestTimeout
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = defaultIdleTimeout
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = defaultMaxInFlight
+	}
+	if c.MaxLargeInFlight <= 0 {
+		c.MaxLargeInFlight = defaultMaxLargeInFlight
+	}
+	if c.MaxLargeInFlight > c.MaxInFlight {
+		c.MaxLargeInFlight = c.MaxInFlight
+	}
+	if c.LargeBodyBytes <= 0 {
+		c.LargeBodyBytes = defaultLargeBodyBytes
+	}
+	if c.LargeBodyBytes > c.MaxBodyBytes {
+		c.LargeBodyBytes = c.MaxBodyBytes
+	}
 	if c.DrainDelay < 0 {
 		c.DrainDelay = 0
 	} else if c.DrainDelay == 0 {
@@ -67,6 +124,9 @@ func (c Config) WithDefaults() Config {
 	}
 	return c
 }
+
+// DefaultMaxBodyBytes is MaxBodyBytes's default, for flag defaults.
+const DefaultMaxBodyBytes = defaultMaxBodyBytes
 
 // ParseTLSVersion maps "1.2"/"1.3" (also "" = 1.2) to the crypto/tls constant.
 func ParseTLSVersion(v string) (uint16, error) {

@@ -222,10 +222,14 @@ func (s *Server) validateWorkload(ctx context.Context, set *policies.Set, req *r
 		err = badf("request %s: object is not a valid %s: %v", req.UID, req.Kind.Kind, err)
 		return answer{resp: errorResponse(req.UID, err), outcome: outcomeError}
 	}
-	// Only CREATE and UPDATE change a template; on UPDATE the new object is
-	// judged as a whole (keep it simple: as at CREATE).
+	// Only CREATE and UPDATE change a template.
 	if req.Operation != "CREATE" && req.Operation != "UPDATE" {
 		return answer{resp: &response{UID: req.UID, Allowed: true}, outcome: outcomeAllowed}
+	}
+	if req.Operation == "UPDATE" {
+		if a, done := s.unjudgedUpdate(ctx, req, obj); done {
+			return a
+		}
 	}
 	tmpl, _, ok := policies.TemplateOf(obj)
 	if !ok {

@@ -23,6 +23,9 @@ type envelope struct {
 type request struct {
 	requestHeader
 	Object json.RawMessage `json:"object"`
+	// OldObject is the stored object on UPDATE (null otherwise): a workload
+	// UPDATE is judged only when its pod template differs from it.
+	OldObject json.RawMessage `json:"oldObject"`
 }
 
 // requestHeader is what the handlers read of admission/v1 AdmissionRequest

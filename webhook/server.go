@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -34,6 +35,7 @@ type Server struct {
 	log      logr.Logger
 	handler  http.Handler
 	draining atomic.Bool
+	slots    inFlight
 
 	mu       sync.Mutex
 	listener net.Listener
@@ -51,7 +53,7 @@ func NewServer(cfg Config, src Source, reg prometheus.Registerer, lg logr.Logger
 	if err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
-	s := &Server{cfg: cfg, minTLS: minTLS, src: src, m: m, log: lg}
+	s := &Server{cfg: cfg, minTLS: minTLS, src: src, m: m, log: lg, slots: newInFlight(cfg)}
 	gatherer, _ := reg.(prometheus.Gatherer)
 	s.handler = s.routes(gatherer)
 	return s, nil
@@ -106,8 +108,8 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 	})
 }
 
-// admission is the HTTP side of one admission route: content type, body
-// limit, then Review.
+// admission is the HTTP side of one admission route: content type, an
+// in-flight slot, body limit, then Review.
 func (s *Server) admission(route string) http.Handler {
 	lg := s.log.WithValues("route", route)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -121,11 +123,26 @@ func (s *Server) admission(route string) http.Handler {
 			http.Error(w, fmt.Sprintf("unsupported content type %q: send application/json", r.Header.Get("Content-Type")), http.StatusUnsupportedMediaType)
 			return
 		}
+		if r.ContentLength > s.cfg.MaxBodyBytes {
+			// Refused before a byte of it is read.
+			w.Header().Set("Connection", "close")
+			http.Error(w, fmt.Sprintf("request body of %d bytes is larger than the limit of %d bytes", r.ContentLength, s.cfg.MaxBodyBytes), http.StatusRequestEntityTooLarge)
+			return
+		}
+		release, ok := s.slots.acquire(r.ContentLength)
+		if !ok {
+			outcome = outcomeOverloaded
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Connection", "close")
+			http.Error(w, "too many admission requests in flight; retry", http.StatusTooManyRequests)
+			return
+		}
+		defer release()
 		body, err := readBody(w, r, s.cfg.MaxBodyBytes)
 		if err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
-				http.Error(w, fmt.Sprintf("request body larger than %d bytes", s.cfg.MaxBodyBytes), http.StatusRequestEntityTooLarge)
+				http.Error(w, fmt.Sprintf("request body larger than the limit of %d bytes", s.cfg.MaxBodyBytes), http.StatusRequestEntityTooLarge)
 				return
 			}
 			http.Error(w, "reading request body: "+err.Error(), http.StatusBadRequest)
@@ -194,6 +211,13 @@ func (s *Server) Start(ctx context.Context) error {
 	hs := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		// A request's body must arrive within the time the API server waits
+		// for the answer, and the answer be written soon after: a client
+		// slower than that is not the API server, and gets its connection
+		// closed instead of holding a slot and memory.
+		ReadTimeout:  s.cfg.RequestTimeout,
+		WriteTimeout: s.cfg.RequestTimeout + writeSlack,
+		IdleTimeout:  s.cfg.IdleTimeout,
 		// A non-nil empty map disables HTTP/2 (net/http docs).
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		BaseContext:  func(net.Listener) context.Context { return log.IntoContext(context.Background(), s.log) },
@@ -238,21 +262,22 @@ func serveUntil(ctx context.Context, hs *http.Server, l net.Listener, drain, tim
 	return nil
 }
 
-// readBody reads the body up to max bytes, into a buffer sized from
-// Content-Length when the client sent one (the API server does), which
-// saves io.ReadAll's repeated growth on every request.
+// readBody reads the body through http.MaxBytesReader (max bytes, then an
+// error that answers 413 and closes the connection). The buffer grows with
+// what has arrived; Content-Length, which any client can announce, only
+// sizes the first allocation up to bodyHint, so a connection that
+// announces megabytes and trickles bytes costs what it sent.
 func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
 	body := http.MaxBytesReader(w, r.Body, max)
-	if n := r.ContentLength; n > 0 && n <= max {
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(body, buf); err != nil {
-			return nil, err
-		}
-		// Whatever follows Content-Length is not ours; net/http would
-		// treat it as the next request on the connection.
-		return buf, nil
+	hint := int64(bytes.MinRead)
+	if n := r.ContentLength; n > 0 {
+		hint = min(n+1, bodyHint) // +1: ReadFrom sees EOF without growing
 	}
-	return io.ReadAll(body)
+	buf := bytes.NewBuffer(make([]byte, 0, hint))
+	if _, err := buf.ReadFrom(body); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // logWriter adapts net/http's *log.Logger output to logr.

@@ -45,7 +45,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, int, bool) 
 	fs.StringVar(&w.Addr, "addr", ":9443", "HTTPS listen address: admission webhooks, /healthz, /readyz and /metrics on one server")
 	fs.StringVar(&w.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with tls.crt and tls.key; reloaded when they change")
 	fs.StringVar(&w.TLSMinVersion, "tls-min-version", "1.2", "minimum TLS version: 1.2 or 1.3")
-	fs.Int64Var(&w.MaxBodyBytes, "max-body-bytes", 3<<20, "largest admission request body accepted (kube-apiserver sends at most about 3 MiB)")
+	fs.Int64Var(&w.MaxBodyBytes, "max-body-bytes", webhook.DefaultMaxBodyBytes, "largest admission request body accepted (an UPDATE review carries the object and its old version)")
+	fs.DurationVar(&w.RequestTimeout, "request-timeout", 30*time.Second, "the webhooks' timeoutSeconds: a request must be read within it (the chart passes its webhook.timeoutSeconds)")
 	fs.DurationVar(&w.DrainDelay, "drain-delay", 5*time.Second, "on shutdown, keep serving this long after /readyz starts failing")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", "0", "plain-HTTP /metrics listen address for Prometheus (e.g. :8080); 0 disables it")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "elect a leader (Lease gracekeeper-leader in --namespace) for status writes, the finalizer controller and certificate renewal")
@@ -81,6 +82,10 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, int, bool) 
 	}
 	if _, err := webhook.ParseTLSVersion(w.TLSMinVersion); err != nil {
 		fmt.Fprintf(stderr, "gracekeeper serve: --tls-min-version: %v\n", err)
+		return o, 2, false
+	}
+	if w.RequestTimeout <= 0 || w.RequestTimeout > 30*time.Second {
+		fmt.Fprintln(stderr, "gracekeeper serve: --request-timeout must be above 0 and at most 30s (the API server's limit for timeoutSeconds)")
 		return o, 2, false
 	}
 	if w.MaxBodyBytes <= 0 {

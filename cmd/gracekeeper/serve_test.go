@@ -52,14 +52,20 @@ func TestServeFlags(t *testing.T) {
 				t.Errorf("chart flags: %+v", o)
 			}
 		}},
-		"non-positive body": {args: []string{"--namespace", "gk", "--max-body-bytes", "0"}, wantCode: 2, wantErr: "--max-body-bytes"},
+		"request timeout from the chart": {args: []string{"--namespace", "gk", "--request-timeout=5s"}, wantOK: true, check: func(t *testing.T, o serveOptions) {
+			if o.Webhook.RequestTimeout != 5*time.Second {
+				t.Errorf("request timeout %s, want 5s", o.Webhook.RequestTimeout)
+			}
+		}},
+		"request timeout over 30s": {args: []string{"--namespace", "gk", "--request-timeout=31s"}, wantCode: 2, wantErr: "--request-timeout"},
+		"non-positive body":        {args: []string{"--namespace", "gk", "--max-body-bytes", "0"}, wantCode: 2, wantErr: "--max-body-bytes"},
 		"own namespace first": {args: []string{"--namespace", "gk", "--excluded-namespaces", "kube-system, gk ,,other"}, wantOK: true, check: func(t *testing.T, o serveOptions) {
 			if got := strings.Join(o.Excluded(), ","); got != "gk,kube-system,other" {
 				t.Errorf("excluded %q", got)
 			}
 		}},
 		"defaults": {args: []string{"--namespace", "gk"}, wantOK: true, check: func(t *testing.T, o serveOptions) {
-			if o.Webhook.Addr != ":9443" || o.Webhook.TLSMinVersion != "1.2" || o.Webhook.MaxBodyBytes != 3<<20 || o.LeaderElect || o.CertMode != app.CertModeFiles ||
+			if o.Webhook.Addr != ":9443" || o.Webhook.TLSMinVersion != "1.2" || o.Webhook.MaxBodyBytes != 7<<20 || o.LeaderElect || o.CertMode != app.CertModeFiles ||
 				strings.Join(o.Excluded(), ",") != "gk,kube-system,kube-node-lease" {
 				t.Errorf("defaults: %+v", o)
 			}
