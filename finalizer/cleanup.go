@@ -7,13 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
-
-	"github.com/gracekeeper/gracekeeper/policies"
 )
 
 // CleanupRequest is the JSON body POSTed to a cleanup URL. The endpoint must
@@ -33,10 +30,10 @@ type CleanupRequest struct {
 	Containers []ContainerEnd `json:"containers"`
 }
 
-func newCleanupRequest(pod *corev1.Pod, owner Owner, rec Record, c policies.CleanupRecord) CleanupRequest {
+func newCleanupRequest(pod *corev1.Pod, owner Owner, rec Record, t target) CleanupRequest {
 	return CleanupRequest{
 		IdempotencyKey: string(pod.UID),
-		Policy:         c.Policy, Finalizer: c.Finalizer,
+		Policy:         t.policy, Finalizer: t.finalizer,
 		Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID,
 		Owner: owner, Node: pod.Spec.NodeName, Cause: rec.Cause, Containers: rec.Containers,
 	}
@@ -45,7 +42,9 @@ func newCleanupRequest(pod *corev1.Pod, owner Owner, rec Record, c policies.Clea
 // maxErrorBody bounds how much of a failed answer goes into logs.
 const maxErrorBody = 256
 
-// post sends one cleanup request; nil means a 2xx answer.
+// post sends one cleanup request; nil means a 2xx answer. timeout bounds the
+// whole exchange (connect, TLS, headers, body). A 3xx is a failure: the
+// client never follows redirects (Options.HTTPClient).
 func post(ctx context.Context, hc *http.Client, url string, timeout time.Duration, body CleanupRequest) error {
 	raw, err := json.Marshal(body)
 	if err != nil {
@@ -66,82 +65,11 @@ func post(ctx context.Context, hc *http.Client, url string, timeout time.Duratio
 	defer resp.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // let the connection be reused
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return fmt.Errorf("POST %s: %s: redirects are not followed", url, resp.Status)
+	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return fmt.Errorf("POST %s: %s: %q", url, resp.Status, bytes.TrimSpace(snippet))
 	}
 	return nil
-}
-
-// backoff spaces out the POSTs of a failing cleanup step, per pod and
-// finalizer. It is only pacing: losing it on restart means one early retry;
-// the give-up time is derived from the pod's deletionTimestamp.
-type backoff struct {
-	base, max time.Duration
-	mu        sync.Mutex
-	pods      map[types.NamespacedName]*podBackoff
-}
-
-type podBackoff struct {
-	uid   types.UID
-	steps map[string]step
-}
-
-type step struct {
-	failures int
-	next     time.Time
-}
-
-func newBackoff(base, max time.Duration) *backoff {
-	return &backoff{base: base, max: max, pods: map[types.NamespacedName]*podBackoff{}}
-}
-
-// due returns when the step may be tried again (zero: now).
-func (b *backoff) due(key types.NamespacedName, uid types.UID, finalizer string) time.Time {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if p := b.pods[key]; p != nil && p.uid == uid {
-		return p.steps[finalizer].next
-	}
-	return time.Time{}
-}
-
-// failed records a failure and returns the delay until the next try.
-func (b *backoff) failed(key types.NamespacedName, uid types.UID, finalizer string, now time.Time) time.Duration {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	p := b.pods[key]
-	if p == nil || p.uid != uid {
-		p = &podBackoff{uid: uid, steps: map[string]step{}}
-		b.pods[key] = p
-	}
-	s := p.steps[finalizer]
-	d := b.base
-	for i := 0; i < s.failures && d < b.max; i++ {
-		d *= 2
-	}
-	d = min(d, b.max)
-	s.failures++
-	s.next = now.Add(d)
-	p.steps[finalizer] = s
-	return d
-}
-
-// done forgets a step (nil finalizers: the whole pod).
-func (b *backoff) done(key types.NamespacedName, finalizers ...string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	p := b.pods[key]
-	if p == nil {
-		return
-	}
-	if len(finalizers) == 0 {
-		delete(b.pods, key)
-		return
-	}
-	for _, f := range finalizers {
-		delete(p.steps, f)
-	}
-	if len(p.steps) == 0 {
-		delete(b.pods, key)
-	}
 }

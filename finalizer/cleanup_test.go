@@ -1,7 +1,9 @@
 package finalizer
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -98,7 +100,7 @@ func TestCleanup(t *testing.T) {
 	startManager(t, Options{Registerer: reg, HTTPClient: srv.Client(), BackoffBase: 100 * time.Millisecond, BackoffMax: 500 * time.Millisecond}, nil)
 
 	rec := func(path string, timeout int32, giveUp int64) policies.CleanupRecord {
-		return policies.CleanupRecord{Policy: "ipam", Finalizer: "example.com/release" + strings.ReplaceAll(path, "/", "-"), URL: srv.URL + path, TimeoutSeconds: timeout, GiveUpAfterSeconds: giveUp}
+		return createPolicy(t, "ipam"+strings.ReplaceAll(path, "/", "-"), "example.com/release"+strings.ReplaceAll(path, "/", "-"), srv.URL+path, timeout, giveUp)
 	}
 
 	t.Run("2xx removes the finalizer; the body identifies the pod", func(t *testing.T) {
@@ -116,7 +118,7 @@ func TestCleanup(t *testing.T) {
 		}
 		b := bodies[0]
 		if b.IdempotencyKey != string(p.UID) || keys[0] != string(p.UID) || b.UID != p.UID || b.Namespace != ns || b.Name != "ok" ||
-			b.Node != "node-a" || b.Owner.Kind != "Pod" || b.Finalizer != r.Finalizer || b.Policy != "ipam" {
+			b.Node != "node-a" || b.Owner.Kind != "Pod" || b.Finalizer != r.Finalizer || b.Policy != "ipam-ok" {
 			t.Errorf("body = %+v, key header %q", b, keys[0])
 		}
 		if len(b.Containers) != 1 || b.Containers[0].Name != "web" || b.Containers[0].ExitCode == nil || *b.Containers[0].ExitCode != 0 || b.Containers[0].Reason != "Completed" {
@@ -192,4 +194,50 @@ func TestCleanup(t *testing.T) {
 			t.Errorf("abandoned = %v, want exactly 1", got)
 		}
 	})
+}
+
+// TestCleanupsDoNotStarveRecords: pods whose cleanup endpoint hangs occupy
+// every cleanup worker, yet the termination records of other pods are
+// written and their finalizers removed at once.
+func TestCleanupsDoNotStarveRecords(t *testing.T) {
+	ep := &endpoint{bodies: map[string][]CleanupRequest{}, keys: map[string][]string{}, calls: map[string]*atomic.Int32{}}
+	srv := httpsServer(t, ep)
+	ns := newNamespace(t)
+	startManager(t, Options{Registerer: prometheus.NewRegistry(), HTTPClient: srv.Client(), CleanupWorkers: 2, MaxConcurrentReconciles: 2}, nil)
+	rec := createPolicy(t, "ipam-starve", "example.com/release-starve", srv.URL+"/hang", 30, 600)
+	var hung, plain []*corev1.Pod
+	for i := range 4 {
+		hung = append(hung, createPod(t, ns, podSpec{name: fmt.Sprintf("hung-%d", i), grace: 30, finalizers: []string{rec.Finalizer}, cleanup: cleanupJSON(t, rec)}))
+	}
+	for _, p := range hung {
+		deletePod(t, p)
+	}
+	for ep.count("/hang") < 2 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := range 20 {
+		plain = append(plain, createPod(t, ns, podSpec{name: fmt.Sprintf("plain-%d", i), grace: 30, finalizers: []string{TerminationRecord}}))
+	}
+	start := time.Now()
+	for _, p := range plain {
+		deletePod(t, p)
+	}
+	for _, p := range plain {
+		waitFinalizers(t, ns, p.Name, nil, 10*time.Second)
+	}
+	took := time.Since(start)
+	t.Logf("20 termination records written and released in %v while %d cleanup POSTs hung", took.Round(time.Millisecond), ep.count("/hang"))
+	if took > 10*time.Second {
+		t.Errorf("termination records took %v while cleanups hung", took)
+	}
+	if n := ep.count("/hang"); n > 2 {
+		t.Errorf("%d POSTs in flight, want at most the 2 cleanup workers", n)
+	}
+	// Let the hung pods go: delete the policy; each is abandoned with a record.
+	if err := cluster(t).Delete(context.Background(), cleanupPolicy(rec.Policy, "", "", 0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range hung {
+		waitFinalizers(t, ns, p.Name, nil, 60*time.Second)
+	}
 }

@@ -19,10 +19,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/gracekeeper/gracekeeper/policies"
 )
 
 // ControllerName names the controller (logs, metrics of controller-runtime).
 const ControllerName = "gracekeeper-finalizer"
+
+// CleanupControllerName names the controller that runs cleanup steps.
+const CleanupControllerName = "gracekeeper-finalizer-cleanup"
 
 // Reconciler does the work of gracekeeper's finalizers on deleted pods and
 // removes them.
@@ -31,7 +36,7 @@ type Reconciler struct {
 	reader  client.Reader // uncached: ReplicaSets (owner resolution) and Nodes (node gone)
 	opts    Options
 	metrics *Metrics
-	backoff *backoff
+	retries *retries
 }
 
 // NewReconciler builds the reconciler. c reads pods (a cached client is
@@ -46,7 +51,7 @@ func NewReconciler(c client.Client, reader client.Reader, opts Options) (*Reconc
 	if err != nil {
 		return nil, fmt.Errorf("finalizer: register metrics: %w", err)
 	}
-	return &Reconciler{client: c, reader: reader, opts: opts, metrics: m, backoff: newBackoff(opts.BackoffBase, opts.BackoffMax)}, nil
+	return &Reconciler{client: c, reader: reader, opts: opts, metrics: m, retries: newRetries(opts.BackoffBase, opts.BackoffMax)}, nil
 }
 
 // Metrics returns the reconciler's counters.
@@ -65,15 +70,23 @@ func Setup(mgr manager.Manager, opts Options) error {
 
 // SetupWithManager adds an already built reconciler to mgr (tests use it to
 // wrap the client with faults).
+// Two controllers share the pod informer: the termination records, and the
+// cleanup POSTs with their own bounded workers, so that slow or hanging
+// cleanup endpoints never starve the records (and finalizers) of other pods.
 func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
-		Named(ControllerName).
-		// Only deleted pods have work; a running pod's status updates do not.
-		For(&corev1.Pod{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
-			return o.GetDeletionTimestamp() != nil
-		}))).
+	// Only deleted pods have work; a running pod's status updates do not.
+	deleted := builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return o.GetDeletionTimestamp() != nil
+	}))
+	err := ctrl.NewControllerManagedBy(mgr).Named(ControllerName).For(&corev1.Pod{}, deleted).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles}).
 		Complete(r)
+	if err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).Named(CleanupControllerName).For(&corev1.Pod{}, deleted).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.CleanupWorkers}).
+		Complete(reconcile.Func(r.reconcileCleanups))
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -81,12 +94,31 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	pod := &corev1.Pod{}
 	if err := r.client.Get(ctx, req.NamespacedName, pod); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.backoff.done(req.NamespacedName)
+			r.retries.done(req.NamespacedName)
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, err
 	}
-	after, err := r.finish(ctx, pod, false)
+	pod, err := r.readFull(ctx, pod)
+	if err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	after, err := r.finish(ctx, pod, false, terminationStep)
+	return reconcile.Result{RequeueAfter: after}, err
+}
+
+// reconcileCleanups is the cleanup controller's Reconcile: the cleanup
+// steps only, on at most Options.CleanupWorkers pods at once.
+func (r *Reconciler) reconcileCleanups(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	pod := &corev1.Pod{}
+	if err := r.client.Get(ctx, req.NamespacedName, pod); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	pod, err := r.readFull(ctx, pod)
+	if err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	after, err := r.finish(ctx, pod, false, cleanupSteps)
 	return reconcile.Result{RequeueAfter: after}, err
 }
 
@@ -94,148 +126,295 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 // whose work is done. It returns when to look again (0: no need).
 // released: release-finalizers is running (uninstall): every gracekeeper
 // finalizer goes now, after recording what can be recorded.
-func (r *Reconciler) finish(ctx context.Context, pod *corev1.Pod, released bool) (time.Duration, error) {
+func (r *Reconciler) finish(ctx context.Context, pod *corev1.Pod, released bool, which steps) (time.Duration, error) {
 	logger := log.FromContext(ctx).WithValues("uid", pod.UID)
 	own := ownedFinalizers(pod)
-	for _, s := range own.skipped {
-		logger.Info("cleanup record ignored", "reason", s)
+	if which&cleanupSteps == 0 {
+		own.cleanups = nil
+	} else {
+		for _, s := range own.skipped {
+			logger.Info("cleanup record ignored", "reason", s)
+		}
+	}
+	if which&terminationStep == 0 {
+		own.termination = false
 	}
 	if !own.any() || (pod.DeletionTimestamp == nil && !released) {
 		return 0, nil
 	}
 	now := r.opts.Clock.Now()
-	var requeue time.Duration
-	cause := CauseReleased
-	if pod.DeletionTimestamp != nil {
-		v := evaluate(pod, now, r.opts.NodeGoneMargin)
-		switch {
-		case v.done:
-			cause = v.cause
-		case v.checkNode:
-			lost, err := nodeLost(ctx, r.reader, pod.Spec.NodeName)
-			if err != nil && !released {
-				return 0, err
-			}
-			if lost {
-				cause = CauseNodeLost
-			} else if !released {
-				// Still there and Ready: the kubelet's status update wakes us;
-				// this is only the fallback.
-				return r.opts.NodeGoneMargin, nil
-			}
-		case !released:
-			return v.wait, nil
-		}
+	cause, wait, err := r.ended(ctx, logger, pod, now, released)
+	if err != nil || wait > 0 {
+		return wait, err
 	}
-	alive := pod.DeletionTimestamp == nil
-	owner := resolveOwner(ctx, r.reader, pod)
-	rec := buildRecord(pod, cause)
-	key := types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}
-	stamp := metav1.NewTime(now)
-	var remove []string
-	var errs []error
-
+	w := r.newWork(ctx, logger, pod, cause, now, released)
+	var out outcome
 	for _, c := range own.cleanups {
-		giveUpAt := time.Time{}
-		if c.GiveUpAfterSeconds > 0 && pod.DeletionTimestamp != nil {
-			giveUpAt = pod.DeletionTimestamp.Add(time.Duration(c.GiveUpAfterSeconds) * time.Second)
-		}
-		abandon := func(why string) {
-			msg := fmt.Sprintf("pod %s: cleanup %s (policy %q, %s) %s; the finalizer was removed without a 2xx answer, so the release was abandoned", pod.Name, c.Finalizer, c.Policy, c.URL, why)
-			created, err := createEvent(ctx, r.client, pod, owner, r.opts.ReportingInstance, stamp, eventSpec{
-				name: AbandonEventName(pod, c.Finalizer), reason: "CleanupAbandoned", typ: corev1.EventTypeWarning, action: "Cleanup", message: msg,
-			})
-			if err != nil {
-				errs = append(errs, err)
-				return
-			}
-			if created {
-				r.metrics.Cleanups.WithLabelValues("abandoned").Inc()
-				logger.Info("cleanup abandoned", "finalizer", c.Finalizer, "policy", c.Policy, "why", why)
-			}
-			remove = append(remove, c.Finalizer)
-		}
-		switch {
-		case alive:
-			// Uninstall while the pod still runs: releasing now would pull the
-			// resource from under it; nobody will release it when it ends.
-			abandon("was released by `gracekeeper release-finalizers` (uninstall) while the pod was running")
-			continue
-		case !giveUpAt.IsZero() && !now.Before(giveUpAt):
-			abandon(fmt.Sprintf("got no 2xx answer within giveUpAfterSeconds %d of the deletion", c.GiveUpAfterSeconds))
-			continue
-		}
-		if due := r.backoff.due(key, pod.UID, c.Finalizer); !released && now.Before(due) {
-			requeue = minPositive(requeue, due.Sub(now))
-			continue
-		}
-		timeout := time.Duration(c.TimeoutSeconds) * time.Second
-		if timeout <= 0 {
-			timeout = r.opts.DefaultCleanupTimeout
-		}
-		err := post(ctx, r.opts.HTTPClient, c.URL, timeout, newCleanupRequest(pod, owner, rec, c))
-		if err == nil {
-			r.metrics.Cleanups.WithLabelValues("success").Inc()
-			logger.Info("cleanup done", "finalizer", c.Finalizer, "policy", c.Policy)
-			r.backoff.done(key, c.Finalizer)
-			remove = append(remove, c.Finalizer)
-			continue
-		}
-		r.metrics.Cleanups.WithLabelValues("failure").Inc()
-		if released {
-			abandon(fmt.Sprintf("failed during `gracekeeper release-finalizers` (uninstall): %v", err))
-			continue
-		}
-		d := r.backoff.failed(key, pod.UID, c.Finalizer, now)
-		if !giveUpAt.IsZero() {
-			d = min(d, max(giveUpAt.Sub(now), time.Millisecond))
-		}
-		requeue = minPositive(requeue, d)
-		logger.Info("cleanup failed; will retry", "finalizer", c.Finalizer, "policy", c.Policy, "error", err.Error(), "retryIn", d.String())
+		out.add(r.cleanupStep(ctx, w, c))
 	}
-
 	if own.termination {
-		if alive {
-			// Nothing ended, so nothing to record: the pod simply no longer
-			// waits for gracekeeper.
-			remove = append(remove, TerminationRecord)
-		} else if err := r.record(ctx, logger, pod, owner, rec, stamp); err != nil {
-			errs = append(errs, err)
-		} else {
-			remove = append(remove, TerminationRecord)
-		}
+		out.add(r.terminationStep(ctx, w))
 	}
-
-	if patch, ok := removalPatch(pod, remove); ok {
-		err := r.client.Patch(ctx, pod, client.RawPatch(types.JSONPatchType, patch))
-		if err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("remove finalizers %v from pod %s/%s: %w", remove, pod.Namespace, pod.Name, err))
-		}
+	if err := r.removeFinalizers(ctx, pod, out.remove); err != nil {
+		out.errs = append(out.errs, err)
 	}
-	return requeue, errors.Join(errs...)
+	return out.requeue, errors.Join(out.errs...)
 }
 
-// record writes the pod's one termination Event and, when this call created
-// it, the metrics and the log line: a retry after a crash between the Event
-// and the finalizer patch finds the Event and records nothing twice.
-func (r *Reconciler) record(ctx context.Context, logger logr.Logger, pod *corev1.Pod, owner Owner, rec Record, now metav1.Time) error {
-	reason, typ := rec.eventReason()
-	created, err := createEvent(ctx, r.client, pod, owner, r.opts.ReportingInstance, now, eventSpec{
-		name: TerminationEventName(pod), reason: reason, typ: typ, action: "Terminate", message: rec.message(pod),
-	})
-	if err != nil || !created {
-		return err
+// steps selects what finish does: the two controllers split the work so
+// that cleanups (bounded by their own workers, each POST by its timeout)
+// never hold up the termination records of other pods.
+type steps int
+
+const (
+	terminationStep steps = 1 << iota
+	cleanupSteps
+	allSteps = terminationStep | cleanupSteps
+)
+
+// work is what the steps of one pod share.
+type work struct {
+	logger   logr.Logger
+	pod      *corev1.Pod
+	key      types.NamespacedName
+	owner    Owner
+	rec      Record
+	now      time.Time
+	stamp    metav1.Time
+	released bool
+	// alive: release-finalizers runs while the pod has not been deleted.
+	alive bool
+}
+
+func (r *Reconciler) newWork(ctx context.Context, logger logr.Logger, pod *corev1.Pod, cause Cause, now time.Time, released bool) *work {
+	return &work{
+		logger: logger, pod: pod, key: types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name},
+		owner: resolveOwner(ctx, r.reader, pod), rec: buildRecord(pod, cause),
+		now: now, stamp: metav1.NewTime(now), released: released, alive: pod.DeletionTimestamp == nil,
 	}
-	r.metrics.observe(rec)
-	logger.Info("termination recorded", "owner", owner.Kind+"/"+owner.Name, "cause", rec.Cause,
-		"gracePeriodSeconds", rec.GracePeriodSeconds, "overruns", rec.Overruns(), "containers", rec.Containers)
+}
+
+// outcome gathers what the steps decided.
+type outcome struct {
+	remove  []string
+	requeue time.Duration
+	errs    []error
+}
+
+func (o *outcome) add(s outcome) {
+	o.remove = append(o.remove, s.remove...)
+	o.requeue = minPositive(o.requeue, s.requeue)
+	o.errs = append(o.errs, s.errs...)
+}
+
+// ended decides whether the deleted pod's containers have ended, and why
+// (Cause); wait > 0 says when to look again. When released, it never waits:
+// what is not known yet is recorded as such.
+func (r *Reconciler) ended(ctx context.Context, logger logr.Logger, pod *corev1.Pod, now time.Time, released bool) (cause Cause, wait time.Duration, err error) {
+	if pod.DeletionTimestamp == nil {
+		return CauseReleased, 0, nil
+	}
+	v := evaluate(pod, now, r.opts.NodeGoneMargin)
+	switch {
+	case v.done:
+		return v.cause, 0, nil
+	case v.checkNode:
+		lost, err := r.nodeLost(ctx, pod.Spec.NodeName)
+		if err != nil {
+			// Past the grace deadline and the margin the kubelet has had
+			// every chance to report; a node that cannot be read (RBAC
+			// reduced, say) must not hold the pod: record what is known.
+			if _, permanent := refusal(err); !permanent && !released {
+				return "", 0, err
+			}
+			logger.Info("node unreadable past the grace deadline and margin; recording the containers as they are", "node", pod.Spec.NodeName, "error", err.Error())
+			lost = true
+		}
+		if lost {
+			return CauseNodeLost, 0, nil
+		}
+		if !released {
+			// Still there and Ready: the kubelet's status update wakes us;
+			// this is only the fallback.
+			return "", r.opts.NodeGoneMargin, nil
+		}
+	case !released:
+		return "", v.wait, nil
+	}
+	return CauseReleased, 0, nil
+}
+
+// terminationStep writes the pod's one termination record (an Event, else
+// the log) and removes the termination-record finalizer.
+func (r *Reconciler) terminationStep(ctx context.Context, w *work) outcome {
+	done := outcome{remove: []string{TerminationRecord}}
+	if w.alive {
+		// Nothing ended, so nothing to record: the pod simply no longer
+		// waits for gracekeeper.
+		return done
+	}
+	reason, typ := w.rec.eventReason()
+	res := r.writeRecord(ctx, w, recordTermination, eventSpec{
+		name: TerminationEventName(w.pod), reason: reason, typ: typ, action: "Terminate", message: w.rec.message(w.pod),
+	}, "cause", w.rec.Cause, "gracePeriodSeconds", w.rec.GracePeriodSeconds, "overruns", w.rec.Overruns(), "containers", w.rec.Containers)
+	if res.retry > 0 || res.err != nil {
+		return outcome{requeue: res.retry, errs: errs(res.err)}
+	}
+	if res.recorded {
+		// Counted when this call recorded it: a retry after a crash between
+		// the Event and the finalizer patch finds the Event (AlreadyExists)
+		// and counts nothing twice.
+		r.metrics.observe(w.rec)
+		w.logger.Info("termination recorded", "owner", w.owner.Kind+"/"+w.owner.Name, "cause", w.rec.Cause,
+			"gracePeriodSeconds", w.rec.GracePeriodSeconds, "overruns", w.rec.Overruns(), "containers", w.rec.Containers)
+	}
+	return done
+}
+
+// cleanupStep runs one cleanup step as the current policy declares it:
+// POST, retry with backoff, give up. The POST is cut at the give-up time too.
+func (r *Reconciler) cleanupStep(ctx context.Context, w *work, c policies.CleanupRecord) outcome {
+	if w.alive {
+		// Uninstall while the pod still runs: releasing now would pull the
+		// resource from under it; nobody will release it when it ends.
+		return r.abandon(ctx, w, c.Policy, c.Finalizer, "was released by `gracekeeper release-finalizers` (uninstall) while the pod was running")
+	}
+	t, why, err := r.currentTarget(ctx, w.pod, c)
+	switch {
+	case err != nil && (w.released || !w.now.Before(w.pod.DeletionTimestamp.Add(DefaultPolicyUnreadableGiveUp))):
+		return r.abandon(ctx, w, c.Policy, c.Finalizer, fmt.Sprintf("could not be looked up in its policy (%v); nothing was called", err))
+	case err != nil:
+		return outcome{errs: []error{err}}
+	case why != "":
+		return r.abandon(ctx, w, c.Policy, c.Finalizer, why+"; nothing was called")
+	}
+	giveUpAt := time.Time{}
+	if t.giveUp > 0 {
+		giveUpAt = w.pod.DeletionTimestamp.Add(t.giveUp)
+		if !w.now.Before(giveUpAt) {
+			return r.abandon(ctx, w, t.policy, t.finalizer, fmt.Sprintf("(%s) got no 2xx answer within giveUpAfterSeconds %d of the deletion", t.url, int64(t.giveUp/time.Second)))
+		}
+	}
+	if due := r.retries.due(w.key, w.pod.UID, t.finalizer); !w.released && w.now.Before(due) {
+		return outcome{requeue: due.Sub(w.now)}
+	}
+	timeout := t.timeout
+	if !giveUpAt.IsZero() {
+		timeout = min(timeout, giveUpAt.Sub(w.now))
+	}
+	err = post(ctx, r.opts.HTTPClient, t.url, timeout, newCleanupRequest(w.pod, w.owner, w.rec, t))
+	if err == nil {
+		r.metrics.Cleanups.WithLabelValues("success").Inc()
+		w.logger.Info("cleanup done", "finalizer", t.finalizer, "policy", t.policy)
+		r.retries.done(w.key, t.finalizer)
+		return outcome{remove: []string{t.finalizer}}
+	}
+	r.metrics.Cleanups.WithLabelValues("failure").Inc()
+	if w.released {
+		return r.abandon(ctx, w, t.policy, t.finalizer, fmt.Sprintf("(%s) failed during `gracekeeper release-finalizers` (uninstall): %v", t.url, err))
+	}
+	d, _ := r.retries.failed(w.key, w.pod.UID, t.finalizer, w.now)
+	if !giveUpAt.IsZero() {
+		d = min(d, max(giveUpAt.Sub(r.opts.Clock.Now()), time.Millisecond))
+	}
+	w.logger.Info("cleanup failed; will retry", "finalizer", t.finalizer, "policy", t.policy, "error", err.Error(), "retryIn", d.String())
+	return outcome{requeue: d}
+}
+
+// abandon removes a cleanup finalizer without a 2xx answer and records
+// that with a Warning (an Event, else the log).
+func (r *Reconciler) abandon(ctx context.Context, w *work, policy, finalizer, why string) outcome {
+	msg := fmt.Sprintf("pod %s: cleanup %s (policy %q) %s; the finalizer was removed without a 2xx answer, so the release was abandoned", w.pod.Name, finalizer, policy, why)
+	res := r.writeRecord(ctx, w, recordAbandon, eventSpec{
+		name: AbandonEventName(w.pod, finalizer), reason: "CleanupAbandoned", typ: corev1.EventTypeWarning, action: "Cleanup", message: msg,
+	}, "finalizer", finalizer, "policy", policy)
+	if res.retry > 0 || res.err != nil {
+		return outcome{requeue: res.retry, errs: errs(res.err)}
+	}
+	if res.recorded {
+		r.metrics.Cleanups.WithLabelValues("abandoned").Inc()
+		w.logger.Info("cleanup abandoned", "finalizer", finalizer, "policy", policy, "why", why)
+	}
+	return outcome{remove: []string{finalizer}}
+}
+
+// The record label of records_unwritten_total.
+const (
+	recordTermination = "termination"
+	recordAbandon     = "cleanup_abandoned"
+)
+
+// written is what writeRecord did.
+type written struct {
+	// recorded: this call wrote the record (as an Event or to the log);
+	// false when an earlier attempt had.
+	recorded bool
+	// retry > 0: the API server failed transiently; try again then.
+	retry time.Duration
+	err   error
+}
+
+// writeRecord writes a record as its UID-named Event. When the API server
+// refuses the Event (namespace terminating, quota, RBAC, an admission
+// denial), or fails for longer than EventRetryWindow, or release-finalizers
+// runs, the record goes to the structured log with every field instead and
+// is counted in records_unwritten_total: the finalizer is removed either
+// way, so a record can never hold a pod.
+func (r *Reconciler) writeRecord(ctx context.Context, w *work, kind string, e eventSpec, fields ...any) written {
+	ctx, cancel := context.WithTimeout(ctx, r.opts.APITimeout)
+	defer cancel()
+	created, err := createEvent(ctx, r.client, w.pod, w.owner, r.opts.ReportingInstance, w.stamp, e)
+	if err == nil {
+		r.retries.done(w.key, e.name)
+		return written{recorded: created}
+	}
+	reason, permanent := refusal(err)
+	if !permanent && !w.released {
+		d, first := r.retries.failed(w.key, w.pod.UID, e.name, w.now)
+		if w.now.Sub(first) < r.opts.EventRetryWindow {
+			w.logger.Info("record Event not written; will retry", "event", e.name, "error", err.Error(), "retryIn", d.String())
+			return written{retry: d}
+		}
+	}
+	if r.retries.markLogged(w.key, w.pod.UID, e.name) {
+		return written{} // logged by an earlier attempt whose finalizer patch failed
+	}
+	r.metrics.Unwritten.WithLabelValues(kind, reason).Inc()
+	kv := []any{"record", kind, "refusal", reason, "namespace", w.pod.Namespace, "pod", w.pod.Name,
+		"owner", w.owner, "event", e.name, "eventReason", e.reason, "eventType", e.typ, "message", e.message}
+	w.logger.Error(err, "record not written as an Event; it is logged here and the finalizer removed", append(kv, fields...)...)
+	return written{recorded: true}
+}
+
+func errs(err error) []error {
+	if err == nil {
+		return nil
+	}
+	return []error{err}
+}
+
+// removeFinalizers patches the named finalizers off the pod.
+func (r *Reconciler) removeFinalizers(ctx context.Context, pod *corev1.Pod, remove []string) error {
+	patch, ok := removalPatch(pod, remove)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.opts.APITimeout)
+	defer cancel()
+	err := r.client.Patch(ctx, pod, client.RawPatch(types.JSONPatchType, patch))
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("remove finalizers %v from pod %s/%s: %w", remove, pod.Namespace, pod.Name, err)
+	}
+	r.retries.done(types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}, remove...)
 	return nil
 }
 
 // nodeLost: the node is gone, or its Ready condition is not True.
-func nodeLost(ctx context.Context, reader client.Reader, name string) (bool, error) {
+func (r *Reconciler) nodeLost(ctx context.Context, name string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.opts.APITimeout)
+	defer cancel()
 	node := &corev1.Node{}
-	if err := reader.Get(ctx, types.NamespacedName{Name: name}, node); err != nil {
+	if err := r.reader.Get(ctx, types.NamespacedName{Name: name}, node); err != nil {
 		if apierrors.IsNotFound(err) {
 			return true, nil
 		}

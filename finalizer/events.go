@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -78,4 +79,42 @@ func createEvent(ctx context.Context, c client.Client, pod *corev1.Pod, owner Ow
 		return false, fmt.Errorf("create event %s/%s: %w", pod.Namespace, e.name, err)
 	}
 	return true, nil
+}
+
+// Reasons a record could not be written as an Event: the bounded values of
+// the reason label of records_unwritten_total.
+const (
+	// RefusedNamespaceTerminating: the namespace is being deleted; the
+	// NamespaceLifecycle admission plugin refuses every create in it
+	// (plugin/pkg/admission/namespace/lifecycle/admission.go, cause
+	// NamespaceTerminating) until the namespace is gone.
+	RefusedNamespaceTerminating = "namespace_terminating"
+	// RefusedForbidden: 403 or 401: RBAC without events create, a
+	// ResourceQuota on events ("exceeded quota"), an admission webhook or
+	// policy that denies with 403.
+	RefusedForbidden = "forbidden"
+	// RefusedRejected: any other refusal of this Event as such (422 Invalid,
+	// 400, 404, ...): e.g. a ValidatingAdmissionPolicy that denies Events.
+	RefusedRejected = "rejected"
+	// RefusedUnavailable: the API server did not answer or failed (timeouts,
+	// 5xx, 429) for longer than Options.EventRetryWindow.
+	RefusedUnavailable = "unavailable"
+)
+
+// refusal classifies an Event create error: permanent refusals go to the
+// log at once, the others are retried for a bounded window first.
+func refusal(err error) (reason string, permanent bool) {
+	switch {
+	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause),
+		apierrors.IsForbidden(err) && strings.Contains(err.Error(), "because it is being terminated"):
+		return RefusedNamespaceTerminating, true
+	case apierrors.IsForbidden(err), apierrors.IsUnauthorized(err):
+		return RefusedForbidden, true
+	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err), apierrors.IsNotFound(err),
+		apierrors.IsMethodNotSupported(err), apierrors.IsNotAcceptable(err),
+		apierrors.IsUnsupportedMediaType(err), apierrors.IsRequestEntityTooLargeError(err),
+		apierrors.IsGone(err), apierrors.IsConflict(err):
+		return RefusedRejected, true
+	}
+	return RefusedUnavailable, false
 }

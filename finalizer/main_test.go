@@ -14,7 +14,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -26,8 +28,36 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/gracekeeper/gracekeeper/policies"
+	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 	"github.com/gracekeeper/gracekeeper/test/controlplane"
 )
+
+// testScheme knows core types and LifecyclePolicy.
+var testScheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(v1alpha1.AddToScheme(s))
+	return s
+}()
+
+// cleanupPolicy is a LifecyclePolicy that declares one cleanup step.
+func cleanupPolicy(name, finalizer, url string, timeout int32, giveUp int64) *v1alpha1.LifecyclePolicy {
+	return &v1alpha1.LifecyclePolicy{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.LifecyclePolicySpec{
+		Cleanup: &v1alpha1.Cleanup{Finalizer: finalizer, URL: url, TimeoutSeconds: timeout, GiveUpAfterSeconds: ptr.To(giveUp)}}}
+}
+
+// createPolicy applies the policy that a cleanup record names, as an admin
+// would, and returns the record the webhook would write on a pod.
+func createPolicy(t *testing.T, name, finalizer, url string, timeout int32, giveUp int64) policies.CleanupRecord {
+	t.Helper()
+	pol := cleanupPolicy(name, finalizer, url, timeout, giveUp)
+	if err := cluster(t).Create(context.Background(), pol); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster(t).Delete(context.Background(), pol) })
+	return policies.CleanupRecord{Policy: name, Finalizer: finalizer, URL: url, TimeoutSeconds: timeout, GiveUpAfterSeconds: giveUp}
+}
 
 // One control plane for the package, started by the first test that needs it.
 var cp struct {
@@ -63,7 +93,7 @@ func cluster(t *testing.T) client.Client {
 		if cp.cfg, cp.err = cp.env.Start(); cp.err != nil {
 			return
 		}
-		cp.c, cp.err = client.New(cp.cfg, client.Options{})
+		cp.c, cp.err = client.New(cp.cfg, client.Options{Scheme: testScheme})
 	})
 	if cp.err != nil {
 		t.Fatalf("control plane: %v", cp.err)
@@ -83,7 +113,7 @@ func startManager(t *testing.T, opts Options, wrap func(client.Client) client.Cl
 	t.Helper()
 	cluster(t)
 	mgr, err := manager.New(cp.cfg, manager.Options{
-		Scheme:                 clientgoscheme.Scheme,
+		Scheme:                 testScheme,
 		Cache:                  CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",

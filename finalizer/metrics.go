@@ -14,6 +14,10 @@ type Metrics struct {
 	Overruns     prometheus.Counter
 	Pods         *prometheus.CounterVec // by cause
 	Cleanups     *prometheus.CounterVec // by result: success, failure, abandoned
+	// Unwritten counts records that could not be written as Events and went
+	// to the log instead, by record (termination, cleanup_abandoned) and
+	// reason (namespace_terminating, forbidden, rejected, unavailable).
+	Unwritten *prometheus.CounterVec
 }
 
 // NewMetrics builds the counters and registers them on reg (nil: not
@@ -37,6 +41,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "gracekeeper", Subsystem: "finalizer", Name: "cleanup_requests_total",
 			Help: "Cleanup POSTs and give-ups, by result (success, failure, abandoned).",
 		}, []string{"result"}),
+		Unwritten: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "gracekeeper", Subsystem: "finalizer", Name: "records_unwritten_total",
+			Help: "Records (termination, cleanup_abandoned) the API server did not take as an Event, written to the log instead, by reason (namespace_terminating, forbidden, rejected, unavailable). The finalizer was removed all the same.",
+		}, []string{"record", "reason"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -46,6 +54,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m.Overruns = register(reg, m.Overruns, &err)
 	m.Pods = register(reg, m.Pods, &err)
 	m.Cleanups = register(reg, m.Cleanups, &err)
+	m.Unwritten = register(reg, m.Unwritten, &err)
 	return m, err
 }
 

@@ -11,12 +11,19 @@ import (
 
 // Defaults for the zero values of Options.
 const (
-	DefaultCleanupTimeout    = 5 * time.Second
-	DefaultNodeGoneMargin    = 5 * time.Minute
-	DefaultBackoffBase       = time.Second
-	DefaultBackoffMax        = 5 * time.Minute
-	DefaultMaxConcurrent     = 8
-	DefaultReportingInstance = "gracekeeper"
+	DefaultCleanupTimeout   = 5 * time.Second
+	DefaultNodeGoneMargin   = 5 * time.Minute
+	DefaultBackoffBase      = time.Second
+	DefaultBackoffMax       = 5 * time.Minute
+	DefaultMaxConcurrent    = 8
+	DefaultCleanupWorkers   = 4
+	DefaultEventRetryWindow = 30 * time.Second
+	// DefaultPolicyUnreadableGiveUp bounds, from the deletion, how long a
+	// cleanup whose policy cannot be read (API errors, RBAC) is retried
+	// before it is abandoned: the CRD's default giveUpAfterSeconds.
+	DefaultPolicyUnreadableGiveUp = 600 * time.Second
+	DefaultAPITimeout             = 10 * time.Second
+	DefaultReportingInstance      = "gracekeeper"
 	// ReportingController names gracekeeper in the Events it writes.
 	ReportingController = "gracekeeper.dev/finalizer"
 )
@@ -25,7 +32,9 @@ const (
 type Options struct {
 	// HTTPClient posts cleanup requests. Its Transport carries the TLS roots
 	// the cleanup endpoints need; its Timeout should be zero, as each POST is
-	// bounded by the record's timeoutSeconds. Default: a clone of
+	// bounded by the policy's timeoutSeconds and give-up. Redirects are never
+	// followed, whatever its CheckRedirect: a 3xx is a failed POST (the URL
+	// an admin wrote is the only one called). Default: a clone of
 	// http.DefaultTransport.
 	HTTPClient *http.Client
 	// DefaultCleanupTimeout bounds a POST whose record says 0 (the CRD
@@ -40,8 +49,20 @@ type Options struct {
 	// BackoffBase and BackoffMax bound the exponential retry of a failing
 	// cleanup POST.
 	BackoffBase, BackoffMax time.Duration
-	// MaxConcurrentReconciles bounds how many pods are worked on at once.
+	// EventRetryWindow bounds how long a record whose Event the API server
+	// fails to take (timeouts, 5xx, 429) is retried before it is written to
+	// the log instead and the finalizer removed. Refusals (namespace
+	// terminating, forbidden, invalid) go to the log at once.
+	EventRetryWindow time.Duration
+	// APITimeout bounds each Event write, node read and finalizer patch, so
+	// a hanging API server never holds a worker.
+	APITimeout time.Duration
+	// MaxConcurrentReconciles bounds how many pods' termination records are
+	// worked on at once.
 	MaxConcurrentReconciles int
+	// CleanupWorkers bounds how many cleanup POSTs are in flight at once
+	// (the cleanup controller's workers), apart from the termination records.
+	CleanupWorkers int
 	// Registerer receives the metrics. Nil: metrics are kept but not exported.
 	// An already registered identical collector is reused, so a second
 	// controller (after a restart in the same process) counts on.
@@ -53,6 +74,12 @@ type Options struct {
 func (o Options) withDefaults() Options {
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
+	hc := *o.HTTPClient
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	o.HTTPClient = &hc
+	if o.CleanupWorkers <= 0 {
+		o.CleanupWorkers = DefaultCleanupWorkers
 	}
 	if o.DefaultCleanupTimeout <= 0 {
 		o.DefaultCleanupTimeout = DefaultCleanupTimeout
@@ -71,6 +98,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.BackoffMax < o.BackoffBase {
 		o.BackoffMax = o.BackoffBase
+	}
+	if o.EventRetryWindow <= 0 {
+		o.EventRetryWindow = DefaultEventRetryWindow
+	}
+	if o.APITimeout <= 0 {
+		o.APITimeout = DefaultAPITimeout
 	}
 	if o.MaxConcurrentReconciles <= 0 {
 		o.MaxConcurrentReconciles = DefaultMaxConcurrent

@@ -3,7 +3,6 @@ package finalizer
 import (
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 
@@ -30,11 +29,10 @@ func (o owned) any() bool { return o.termination || len(o.cleanups) > 0 }
 // termination-record, and the finalizer of each valid CleanupRecord in the
 // annotation. Anything else on the pod is someone else's and is never
 // touched. A record is refused (and reported in skipped) when its finalizer
-// is not domain-qualified, belongs to Kubernetes itself (kubernetes.io,
-// k8s.io: e.g. batch.kubernetes.io/job-tracking) or its URL is not https or
-// cluster-local http (the CRD's rule): the annotation is written by the
-// webhook, but a pod that no policy matched keeps whatever its author put
-// there.
+// is not domain-qualified or belongs to Kubernetes itself (kubernetes.io,
+// k8s.io: e.g. batch.kubernetes.io/job-tracking). The annotation is written
+// by the webhook, but a pod author can write it too: it only names the
+// policy; what to call comes from that policy (currentTarget).
 func ownedFinalizers(pod *corev1.Pod) owned {
 	var o owned
 	o.termination = slices.Contains(pod.Finalizers, TerminationRecord)
@@ -62,6 +60,9 @@ func ownedFinalizers(pod *corev1.Pod) owned {
 	return o
 }
 
+// checkRecord refuses a record whose finalizer gracekeeper must never
+// remove. Its URL and timings are never read: the current policy supplies
+// them (currentTarget).
 func checkRecord(r policies.CleanupRecord) error {
 	dom, name, ok := strings.Cut(r.Finalizer, "/")
 	if !ok || name == "" || !strings.Contains(dom, ".") {
@@ -74,16 +75,6 @@ func checkRecord(r policies.CleanupRecord) error {
 		if dom == k || strings.HasSuffix(dom, "."+k) {
 			return fmt.Errorf("finalizer belongs to Kubernetes (%s)", k)
 		}
-	}
-	u, err := url.Parse(r.URL)
-	if err != nil {
-		return fmt.Errorf("url: %v", err)
-	}
-	switch {
-	case u.Scheme == "https" && u.Host != "":
-	case u.Scheme == "http" && (strings.HasSuffix(u.Hostname(), ".svc") || strings.HasSuffix(u.Hostname(), ".svc.cluster.local")):
-	default:
-		return fmt.Errorf("url %q must be https, or plain http only to a cluster-local Service", r.URL)
 	}
 	return nil
 }

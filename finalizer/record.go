@@ -8,6 +8,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/gracekeeper/gracekeeper/policies"
 )
 
 // Cause says why a deleted pod counts as finished.
@@ -117,17 +119,13 @@ func allTerminated(pod *corev1.Pod) bool {
 		}
 	}
 	for _, c := range pod.Spec.InitContainers {
-		if isSidecar(c) {
+		if policies.IsSidecar(&c) {
 			if s := statusOf(pod.Status.InitContainerStatuses, c.Name); s != nil && s.State.Terminated == nil {
 				return false
 			}
 		}
 	}
 	return true
-}
-
-func isSidecar(c corev1.Container) bool {
-	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
 }
 
 func statusOf(ss []corev1.ContainerStatus, name string) *corev1.ContainerStatus {
@@ -139,10 +137,12 @@ func statusOf(ss []corev1.ContainerStatus, name string) *corev1.ContainerStatus 
 	return nil
 }
 
-// gracePeriod is the grace the kubelet applies: the deletion's own
-// (deletionGracePeriodSeconds, e.g. `kubectl delete --grace-period`), else
-// the spec's, else the API default of 30.
-func gracePeriod(pod *corev1.Pod) int64 {
+// deletionGracePeriod is the grace the kubelet applies to this deletion: the
+// deletion's own (metadata.deletionGracePeriodSeconds, e.g. `kubectl delete
+// --grace-period`), else spec.terminationGracePeriodSeconds, else the API
+// default of 30. (The policies package's budget compares against the spec's
+// alone: that is what a pod declares.)
+func deletionGracePeriod(pod *corev1.Pod) int64 {
 	if g := pod.DeletionGracePeriodSeconds; g != nil {
 		return *g
 	}
@@ -154,7 +154,7 @@ func gracePeriod(pod *corev1.Pod) int64 {
 
 // buildRecord computes each container's end. Call it on a deleted pod.
 func buildRecord(pod *corev1.Pod, cause Cause) Record {
-	grace := gracePeriod(pod)
+	grace := deletionGracePeriod(pod)
 	r := Record{Cause: cause, GracePeriodSeconds: grace, Containers: []ContainerEnd{}}
 	var deadline, start time.Time
 	if pod.DeletionTimestamp != nil {
@@ -196,7 +196,7 @@ func buildRecord(pod *corev1.Pod, cause Cause) Record {
 		r.Containers = append(r.Containers, e)
 	}
 	for _, c := range pod.Spec.InitContainers {
-		if isSidecar(c) {
+		if policies.IsSidecar(&c) {
 			add(c.Name, true, statusOf(pod.Status.InitContainerStatuses, c.Name))
 		}
 	}

@@ -104,7 +104,7 @@ func TestRecordGolden(t *testing.T) {
 			reason, typ := rec.eventReason()
 			owner := Owner{APIVersion: "apps/v1", Kind: "Deployment", Name: "web", UID: "d-uid"}
 			got := recordGolden{Reason: reason, Type: typ, Message: rec.message(pod),
-				Request: newCleanupRequest(pod, owner, rec, policies.CleanupRecord{Policy: "ipam", Finalizer: "example.com/release-ip"})}
+				Request: newCleanupRequest(pod, owner, rec, target{policy: "ipam", finalizer: "example.com/release-ip"})}
 			raw, err := json.MarshalIndent(got, "", "  ")
 			if err != nil {
 				t.Fatal(err)
@@ -219,15 +219,15 @@ func TestOwnedFinalizers(t *testing.T) {
 		cleanups    []string
 		skipped     int
 	}{
-		"only foreign":                   {finalizers: []string{"example.com/keep"}},
-		"termination record":             {finalizers: []string{"example.com/keep", TerminationRecord}, termination: true},
-		"cleanup present":                {finalizers: []string{"example.com/release-ip"}, annotation: rec("example.com/release-ip", "https://ipam.example.com/r"), cleanups: []string{"example.com/release-ip"}},
-		"cleanup already removed":        {finalizers: []string{"example.com/keep"}, annotation: rec("example.com/release-ip", "https://ipam.example.com/r")},
-		"cluster-local http":             {finalizers: []string{"example.com/x"}, annotation: rec("example.com/x", "http://ipam.net.svc:8080/r"), cleanups: []string{"example.com/x"}},
-		"plain http outside the cluster": {finalizers: []string{"example.com/x"}, annotation: rec("example.com/x", "http://ipam.example.com/r"), skipped: 1},
-		"kubernetes finalizer refused":   {finalizers: []string{"batch.kubernetes.io/job-tracking"}, annotation: rec("batch.kubernetes.io/job-tracking", "https://x.example.com"), skipped: 1},
-		"builtin as cleanup refused":     {finalizers: []string{TerminationRecord}, annotation: rec(TerminationRecord, "https://x.example.com"), termination: true, skipped: 1},
-		"malformed annotation":           {finalizers: []string{TerminationRecord, "example.com/x"}, annotation: "{not json", termination: true, skipped: 1},
+		"only foreign":                 {finalizers: []string{"example.com/keep"}},
+		"termination record":           {finalizers: []string{"example.com/keep", TerminationRecord}, termination: true},
+		"cleanup present":              {finalizers: []string{"example.com/release-ip"}, annotation: rec("example.com/release-ip", "https://ipam.example.com/r"), cleanups: []string{"example.com/release-ip"}},
+		"cleanup already removed":      {finalizers: []string{"example.com/keep"}, annotation: rec("example.com/release-ip", "https://ipam.example.com/r")},
+		"cluster-local http":           {finalizers: []string{"example.com/x"}, annotation: rec("example.com/x", "http://ipam.net.svc:8080/r"), cleanups: []string{"example.com/x"}},
+		"annotation URL is not read":   {finalizers: []string{"example.com/x"}, annotation: rec("example.com/x", "http://169.254.169.254/r"), cleanups: []string{"example.com/x"}},
+		"kubernetes finalizer refused": {finalizers: []string{"batch.kubernetes.io/job-tracking"}, annotation: rec("batch.kubernetes.io/job-tracking", "https://x.example.com"), skipped: 1},
+		"builtin as cleanup refused":   {finalizers: []string{TerminationRecord}, annotation: rec(TerminationRecord, "https://x.example.com"), termination: true, skipped: 1},
+		"malformed annotation":         {finalizers: []string{TerminationRecord, "example.com/x"}, annotation: "{not json", termination: true, skipped: 1},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -283,7 +283,7 @@ func TestTransformPod(t *testing.T) {
 		t.Error("foreign annotation kept")
 	}
 	if p.Annotations[policies.AnnotationCleanup] != "[]" || p.Spec.NodeName != "n1" || *p.Spec.TerminationGracePeriodSeconds != 30 ||
-		p.Spec.Containers[0].Name != "web" || !isSidecar(p.Spec.InitContainers[0]) || p.Finalizers[0] != TerminationRecord ||
+		p.Spec.Containers[0].Name != "web" || !policies.IsSidecar(&p.Spec.InitContainers[0]) || p.Finalizers[0] != TerminationRecord ||
 		p.Status.ContainerStatuses[0].State.Terminated == nil || p.DeletionTimestamp == nil {
 		t.Errorf("needed field lost: %+v", p)
 	}
@@ -298,12 +298,19 @@ func TestTransformPod(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	b := newBackoff(time.Second, 5*time.Second)
+// TestRetries: client-go's exponential per-item limiter paces each step of
+// each pod; the first failure is remembered (it bounds Event retries); a new
+// pod under the same name starts afresh; done forgets.
+func TestRetries(t *testing.T) {
+	b := newRetries(time.Second, 5*time.Second)
 	key := podKey("ns", "p")
 	var got []time.Duration
-	for range 5 {
-		got = append(got, b.failed(key, "u", "f", t0))
+	for i := range 5 {
+		d, first := b.failed(key, "u", "f", t0.Add(time.Duration(i)*time.Second))
+		if !first.Equal(t0) {
+			t.Errorf("first failure = %v, want %v", first, t0)
+		}
+		got = append(got, d)
 	}
 	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second}
 	for i := range want {
@@ -311,15 +318,24 @@ func TestBackoff(t *testing.T) {
 			t.Fatalf("delays = %v, want %v", got, want)
 		}
 	}
-	if due := b.due(key, "u", "f"); !due.Equal(t0.Add(5 * time.Second)) {
+	if due := b.due(key, "u", "f"); !due.Equal(t0.Add(4*time.Second + 5*time.Second)) {
 		t.Errorf("due = %v", due)
 	}
-	if due := b.due(key, "other-uid", "f"); !due.IsZero() {
-		t.Errorf("a new pod under the same name inherited the backoff: %v", due)
+	if due := b.due(key, "u", "other-step"); !due.IsZero() {
+		t.Errorf("another step inherited the backoff: %v", due)
+	}
+	if b.markLogged(key, "u", "f") || !b.markLogged(key, "u", "f") {
+		t.Error("markLogged must report false the first time, true after")
+	}
+	if d, first := b.failed(key, "other-uid", "f", t0.Add(time.Minute)); d != time.Second || !first.Equal(t0.Add(time.Minute)) {
+		t.Errorf("a new pod under the same name inherited the backoff: %v since %v", d, first)
 	}
 	b.done(key, "f")
-	if due := b.due(key, "u", "f"); !due.IsZero() {
+	if due := b.due(key, "other-uid", "f"); !due.IsZero() {
 		t.Errorf("done did not forget: %v", due)
+	}
+	if d, _ := b.failed(key, "other-uid", "f", t0); d != time.Second {
+		t.Errorf("after done the delay restarts at the base, got %v", d)
 	}
 }
 

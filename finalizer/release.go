@@ -131,7 +131,7 @@ func (r *Reconciler) release(ctx context.Context, pod *corev1.Pod, dryRun bool) 
 	// finalizers): the guarded patch then fails, so read it again and retry.
 	var err error
 	for range 3 {
-		if _, err = r.finish(ctx, pod, true); err == nil {
+		if _, err = r.finish(ctx, pod, true, allSteps); err == nil {
 			return len(names), nil
 		}
 		fresh := &corev1.Pod{}

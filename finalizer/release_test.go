@@ -9,8 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	"github.com/gracekeeper/gracekeeper/policies"
 )
 
 // TestReleaseAll is the uninstall path: no controller runs; every
@@ -22,7 +20,7 @@ func TestReleaseAll(t *testing.T) {
 	c := cluster(t)
 	ctx := context.Background()
 	ns := newNamespace(t)
-	rec := policies.CleanupRecord{Policy: "ipam", Finalizer: "example.com/release-ip", URL: srv.URL + "/ok", TimeoutSeconds: 5, GiveUpAfterSeconds: 600}
+	rec := createPolicy(t, "ipam-release-all", "example.com/release-ip", srv.URL+"/ok", 5, 600)
 	ann := cleanupJSON(t, rec)
 	ours := []string{TerminationRecord, keep, rec.Finalizer}
 

@@ -17,9 +17,10 @@ const (
 	// AnnotationPolicies records, comma-separated and sorted, the policies whose
 	// mutation was applied.
 	AnnotationPolicies = "gracekeeper.dev/policies"
-	// AnnotationCleanup snapshots, as JSON ([]CleanupRecord), the cleanup steps
-	// the pod's finalizers stand for, so the finalizer controller needs no
-	// policy (which may have changed or gone) to finish its work.
+	// AnnotationCleanup records, as JSON ([]CleanupRecord), the cleanup steps
+	// the pod's finalizers stand for. Pod authors can write it too, so the
+	// finalizer controller reads only which policy each finalizer came from;
+	// the URL and timings come from that policy as it is now.
 	AnnotationCleanup = "gracekeeper.dev/cleanup"
 
 	// LabelFinalize is set to "true" next to any gracekeeper-owned finalizer,

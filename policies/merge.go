@@ -135,8 +135,10 @@ func (m *merged) names() []string {
 	return out
 }
 
-// isSidecar reports a native sidecar: an init container with restartPolicy
-// Always (KEP-753).
+// IsSidecar reports a native sidecar: an init container with restartPolicy
+// Always (KEP-753). The finalizer controller uses it too.
+func IsSidecar(c *corev1.Container) bool { return isSidecar(c) }
+
 func isSidecar(c *corev1.Container) bool {
 	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
 }

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/go-logr/logr/funcr"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/gracekeeper/gracekeeper/finalizer"
 )
@@ -60,7 +62,10 @@ func runReleaseFinalizers(ctx context.Context, args []string, _ io.Reader, stdou
 		fmt.Fprintf(stderr, "gracekeeper release-finalizers: %v\n", err)
 		return 2
 	}
-	rep, err := finalizer.ReleaseAll(ctx, c, finalizer.ReleaseOptions{DryRun: dryRun})
+	// Records whose Event the API server refuses (a namespace being
+	// deleted, quota, RBAC) are written here, as JSON lines on stderr.
+	lg := funcr.NewJSON(func(obj string) { fmt.Fprintln(stderr, obj) }, funcr.Options{LogTimestamp: true})
+	rep, err := finalizer.ReleaseAll(ctrllog.IntoContext(ctx, lg), c, finalizer.ReleaseOptions{DryRun: dryRun})
 	prefix := ""
 	if dryRun {
 		prefix = "dry run: "
