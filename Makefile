@@ -23,7 +23,9 @@ all: build
 build: ## Build the gracekeeper binary into bin/.
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/gracekeeper ./cmd/gracekeeper
 
-test: test-assets ## Unit, golden, chart and integration tests against a real kube-apiserver + etcd, each fuzz target for FUZZTIME, then the e2e suite on a real local node (Linux, root; else skipped).
+# node-assets, not just test-assets: test/controllers and test/controlplane run
+# the real kube-controller-manager; it needs only Go to build, root or not.
+test: node-assets ## Unit, golden, chart and integration tests against a real kube-apiserver + etcd (+ kube-controller-manager), each fuzz target for FUZZTIME, then the e2e suite on a real local node (Linux, root; else skipped).
 	go test $(GO_TEST_FLAGS) ./...
 	@$(MAKE) --no-print-directory fuzz-short
 	@$(MAKE) --no-print-directory e2e-local
