@@ -1,0 +1,41 @@
+package check
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/gracekeeper/gracekeeper/policies"
+)
+
+// ReviewLive judges one object read from a cluster (a pod, or a workload
+// with a pod template) as check judges a document: a pod as admission would
+// see it at CREATE, a workload as the pods its controller creates. where is
+// printed in the table in place of a file location (e.g. "namespace shop").
+// ok is false for any other kind, and for objects in a namespace labelled
+// gracekeeper.dev/ignore, which admission never sees. The object is not
+// modified.
+func ReviewLive(set *policies.Set, obj runtime.Object, kind string, ns policies.Namespace, where string) (o Object, ok bool) {
+	acc, err := meta.Accessor(obj)
+	if err != nil {
+		return Object{}, false
+	}
+	var before *corev1.Pod
+	switch typed := obj.(type) {
+	case *corev1.Pod:
+		before = typed
+	default:
+		tmpl, _, ok := policies.TemplateOf(obj)
+		if !ok {
+			return Object{}, false
+		}
+		before = policies.PodFromTemplate(acc, kind, tmpl)
+	}
+	if ns.Labels[labelIgnoreNamespace] == "true" {
+		return Object{}, false
+	}
+	o = Object{Loc: Location{Source: where}, Kind: kind, Namespace: acc.GetNamespace(), Name: acc.GetName(), Reviewed: true}
+	d := set.Review(before, ns)
+	o.Policies, o.Findings, o.Changed = d.Policies, d.Findings, d.Changed
+	return o, true
+}
