@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	"github.com/go-logr/logr/testr"
 	orv1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,7 +47,7 @@ type env struct {
 // start runs a real kube-apiserver (with the report CRDs when reports) and
 // a manager holding the webhook's PolicyStore and the background audit, as
 // `gracekeeper serve` wires them.
-func start(t *testing.T, reports bool) *env {
+func start(t *testing.T, reports bool, lg logr.Logger) *env {
 	t.Helper()
 	controlplane.SkipIfShort(t)
 	if err := controlplane.CheckAssets(); err != nil {
@@ -83,7 +86,7 @@ func start(t *testing.T, reports bool) *env {
 	if _, err := audit.Setup(mgr, store, audit.Options{
 		Settle: 200 * time.Millisecond, WritesPerSecond: 50, WriteBurst: 50,
 		Excluded: policies.SystemNamespaces(), Reports: true, Events: true, Registerer: reg,
-	}, testr.New(t).WithName("audit")); err != nil {
+	}, lg); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -186,7 +189,7 @@ func gauge(t *testing.T, reg *prometheus.Registry, policy, result string) (float
 // a change of action, and the report goes when the policy goes. Nothing
 // judged is ever written.
 func TestBackgroundAudit(t *testing.T) {
-	e := start(t, true)
+	e := start(t, true, testr.New(t).WithName("audit"))
 	ctx := context.Background()
 	must := func(err error) {
 		t.Helper()
@@ -348,10 +351,36 @@ func TestBackgroundAudit(t *testing.T) {
 	})
 }
 
+// lines collects log lines.
+type lines struct {
+	mu  sync.Mutex
+	all []string
+}
+
+func (l *lines) add(prefix, args string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.all = append(l.all, prefix+" "+args)
+}
+
+func (l *lines) count(sub string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, s := range l.all {
+		if strings.Contains(s, sub) {
+			n++
+		}
+	}
+	return n
+}
+
 // TestBackgroundAuditWithoutReportCRDs: with no openreports.io CRDs the
-// audit still counts into the policy status, and writes no report.
+// audit still counts into the policy status, writes no report, says once
+// that reports are off, and logs no error however many passes run.
 func TestBackgroundAuditWithoutReportCRDs(t *testing.T) {
-	e := start(t, false)
+	log := &lines{}
+	e := start(t, false, funcr.New(log.add, funcr.Options{}))
 	ctx := context.Background()
 	if err := e.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: map[string]string{"team": "shop"}}}); err != nil {
 		t.Fatal(err)
@@ -371,4 +400,29 @@ func TestBackgroundAuditWithoutReportCRDs(t *testing.T) {
 		a := p.Status.Audit
 		return a != nil && a.Matched == 1 && a.Violations == 1, fmt.Sprintf("%+v", a)
 	})
+	// More passes: a policy change (a full pass) and an object change.
+	if err := e.c.Get(ctx, client.ObjectKeyFromObject(pol), pol); err != nil {
+		t.Fatal(err)
+	}
+	pol.Spec = policySpec(v1alpha1.ActionWarn)
+	if err := e.c.Update(ctx, pol); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Create(ctx, deployment("shop", "tight2", 30)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "status after more passes", func(ctx context.Context) (bool, string) {
+		var p v1alpha1.LifecyclePolicy
+		if err := e.c.Get(ctx, client.ObjectKeyFromObject(pol), &p); err != nil {
+			return false, err.Error()
+		}
+		a := p.Status.Audit
+		return a != nil && a.Matched == 2 && a.Violations == 2, fmt.Sprintf("%+v", a)
+	})
+	if n := log.count("policy reports off"); n != 1 {
+		t.Errorf("said %d times that reports are off, want once", n)
+	}
+	if n := log.count(`"error"`); n != 0 {
+		t.Errorf("%d error lines logged without the report CRDs:\n%s", n, strings.Join(log.all, "\n"))
+	}
 }
