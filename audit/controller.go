@@ -367,11 +367,7 @@ func (a *Auditor) syncReport(ctx context.Context, ns string, want *orv1.Report, 
 			return fmt.Errorf("writing report %s/%s: %w", ns, ReportName, err)
 		}
 	}
-	if h == "" {
-		delete(a.reports, ns)
-	} else {
-		a.reports[ns] = h
-	}
+	a.reports[ns] = h // "" records that there is none, so it is not read again
 	return nil
 }
 
@@ -412,7 +408,6 @@ func (a *Auditor) syncStatus(ctx context.Context, full bool, now time.Time) erro
 	if err := a.reader.List(ctx, &list); err != nil {
 		return fmt.Errorf("listing policies: %w", err)
 	}
-	var gone []string
 	known := map[string]bool{}
 	var errs []error
 	for i := range list.Items {
@@ -439,11 +434,10 @@ func (a *Auditor) syncStatus(ctx context.Context, full bool, now time.Time) erro
 	}
 	for p := range totals {
 		if !known[p] {
-			gone = append(gone, p)
 			delete(totals, p)
 		}
 	}
-	a.m.setTotals(totals, gone)
+	a.m.setTotals(totals)
 	return errors.Join(errs...)
 }
 

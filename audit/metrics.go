@@ -10,10 +10,13 @@ type metrics struct {
 	writes   *prometheus.CounterVec // object: report, status, event
 	passes   prometheus.Counter
 	duration prometheus.Histogram
+	// exported are the policies with series, to drop those of a policy gone.
+	exported map[string]bool
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
+		exported: map[string]bool{},
 		objects: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gracekeeper_audit_objects",
 			Help: "Pods and workloads in the cluster each policy selects, by result of the last background audit (pass, fail, warn).",
@@ -43,12 +46,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-// setTotals exports the totals and drops the series of policies gone.
-func (m *metrics) setTotals(totals map[string]Counts, gone []string) {
-	for _, p := range gone {
-		m.objects.DeletePartialMatch(prometheus.Labels{"policy": p})
+// setTotals exports the totals of the current policies and drops the
+// series of policies gone.
+func (m *metrics) setTotals(totals map[string]Counts) {
+	for p := range m.exported {
+		if _, ok := totals[p]; !ok {
+			m.objects.DeletePartialMatch(prometheus.Labels{"policy": p})
+			delete(m.exported, p)
+		}
 	}
 	for p, c := range totals {
+		m.exported[p] = true
 		m.objects.WithLabelValues(p, string(Fail)).Set(float64(c.Violations))
 		m.objects.WithLabelValues(p, string(Warn)).Set(float64(c.Warnings))
 		m.objects.WithLabelValues(p, string(Pass)).Set(float64(c.Matched - c.Violations - c.Warnings))
