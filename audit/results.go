@@ -46,7 +46,8 @@ func Verdicts(it Item) []Verdict {
 	out := make([]Verdict, 0, len(it.Policies))
 	for _, p := range it.Policies {
 		v := Verdict{Policy: p, Outcome: Pass}
-		var msgs []string
+		// The messages of what fails come first: they say why the result is a fail.
+		var failing, other []string
 		for _, f := range it.Findings {
 			if f.Policy != p {
 				continue
@@ -54,16 +55,21 @@ func Verdicts(it Item) []Verdict {
 			switch {
 			case f.Reason == policies.ReasonBudgetExceeded || f.Action == v1alpha1.ActionDeny:
 				v.Outcome = Fail
+				failing = append(failing, f.Message)
 			case f.Reason == policies.ReasonOptedOut || f.Reason == policies.ReasonOptOutNotAllowed:
 				// Information about the opt-out annotation, not a problem.
-			case v.Outcome == Pass:
-				v.Outcome = Warn
+				other = append(other, f.Message)
+			default:
+				if v.Outcome == Pass {
+					v.Outcome = Warn
+				}
+				other = append(other, f.Message)
 			}
 			if v.Reason == "" || f.Reason == policies.ReasonBudgetExceeded {
 				v.Reason, v.Action = f.Reason, f.Action
 			}
-			msgs = append(msgs, f.Message)
 		}
+		msgs := append(failing, other...)
 		if len(msgs) == 0 {
 			v.Message = "the shutdown budget fits terminationGracePeriodSeconds"
 		} else {

@@ -3,6 +3,7 @@ package audit
 import (
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -73,6 +74,9 @@ func TestVerdicts(t *testing.T) {
 			v := Verdicts(it)
 			if len(v) != 1 || v[0].Outcome != tc.want {
 				t.Fatalf("verdicts %+v, want one %s", v, tc.want)
+			}
+			if tc.want == Fail && !strings.HasPrefix(v[0].Message, string(policies.ReasonBudgetExceeded)) && !strings.HasPrefix(v[0].Message, string(policies.ReasonUnknownPreStop)) {
+				t.Errorf("message %q does not start with why it fails", v[0].Message)
 			}
 		})
 	}
