@@ -27,6 +27,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	orv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
+
+	"github.com/gracekeeper/gracekeeper/audit"
 	"github.com/gracekeeper/gracekeeper/certs"
 	"github.com/gracekeeper/gracekeeper/finalizer"
 	"github.com/gracekeeper/gracekeeper/policies"
@@ -77,6 +80,10 @@ type Options struct {
 	Certs certs.Options
 	// Finalizer configures the finalizer controller (Registerer is filled in).
 	Finalizer finalizer.Options
+	// AuditEnabled runs the background audit on the leader; Audit
+	// configures it (Excluded and Registerer are filled in).
+	AuditEnabled bool
+	Audit        audit.Options
 }
 
 // Validate says what is wrong with o, naming the option and the serve flag
@@ -152,6 +159,10 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, lg logr.Logger) error
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
+	// The background audit's policy reports (written only when the CRD is served).
+	if err := orv1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	// controller-runtime keeps the workqueue and reconcile metrics of the
 	// finalizer controller, and the Go and process collectors, in its own
@@ -211,6 +222,13 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, lg logr.Logger) error
 			return err
 		}
 		if err := mgr.Add(ms); err != nil {
+			return err
+		}
+	}
+	if o.AuditEnabled {
+		ao := o.Audit
+		ao.Excluded, ao.Registerer = o.Excluded(), reg
+		if _, err := audit.Setup(mgr, store, ao, lg.WithName("audit")); err != nil {
 			return err
 		}
 	}

@@ -15,7 +15,8 @@ import (
 
 // Location says where an object was read: the file as given ("stdin" for
 // "-"), the 1-based document number in it, and the 1-based item number when
-// the object sits in a List (0 otherwise).
+// the object sits in a List (0 otherwise). A Location with no Doc is a
+// place that is not a file (`audit` uses "namespace NAME") and prints as Source.
 type Location struct {
 	Source string
 	Doc    int
@@ -23,6 +24,9 @@ type Location struct {
 }
 
 func (l Location) String() string {
+	if l.Doc == 0 {
+		return l.Source
+	}
 	s := fmt.Sprintf("doc %d of %s", l.Doc, l.Source)
 	if l.Item > 0 {
 		s += fmt.Sprintf(", item %d", l.Item)

@@ -98,12 +98,22 @@ func (r *Result) writeJSON(w io.Writer) error {
 //
 //	DENY  deployment/web (doc 2 of app.yaml) container "web": ...  [policy http-drain, BudgetExceeded]
 func (r *Result) WriteFindings(w io.Writer, policies int) error {
+	return WriteTable(w, r.Objects, policies)
+}
+
+// WriteTable prints the findings table of objs (what `check` prints on
+// stderr and `audit` on stdout): one line per finding, in the order given,
+// then a summary line starting with PASS or FAIL.
+func WriteTable(w io.Writer, objs []Object, policies int) error {
 	var buf bytes.Buffer
 	counts := map[v1alpha1.ValidationAction]int{}
-	reviewed, denied := 0, 0
-	for _, o := range r.Objects {
+	reviewed, denied, changed := 0, 0, 0
+	for _, o := range objs {
 		if o.Reviewed {
 			reviewed++
+		}
+		if o.Changed {
+			changed++
 		}
 		if o.Denied() {
 			denied++
@@ -122,9 +132,9 @@ func (r *Result) WriteFindings(w io.Writer, policies int) error {
 		verdict = "FAIL"
 	}
 	fmt.Fprintf(&buf, "%s: %s (%d reviewed, %d changed) against %s: %d denied, %s, %s",
-		verdict, plural(len(r.Objects), "object"), reviewed, r.Changed(), plural(policies, "policy"),
+		verdict, plural(len(objs), "object"), reviewed, changed, plural(policies, "policy"),
 		denied, plural(counts[v1alpha1.ActionWarn], "warning"), plural(counts[v1alpha1.ActionAudit], "audit finding"))
-	if n := len(r.Objects) - reviewed; n > 0 {
+	if n := len(objs) - reviewed; n > 0 {
 		fmt.Fprintf(&buf, "; %d passed through unreviewed", n)
 	}
 	buf.WriteByte('\n')

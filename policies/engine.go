@@ -190,6 +190,12 @@ func NewSet(cfg Config, pols []v1alpha1.LifecyclePolicy) (*Set, []Finding) {
 	return s, findings
 }
 
+// Ignores reports whether the set's configuration ignores ns (its ignore
+// label): admission is never asked about objects there.
+func (s *Set) Ignores(ns Namespace) bool {
+	return s != nil && s.cfg.Ignores(ns)
+}
+
 // Len is the number of compiled policies.
 func (s *Set) Len() int {
 	if s == nil {

@@ -1,5 +1,6 @@
 // Command gracekeeper is the admission webhook and finalizer controller
-// (`serve`), the offline checker (`check`), the uninstall helper
+// (`serve`), the offline checker (`check`), the read-only cluster audit
+// (`audit`), the uninstall helper
 // (`release-finalizers`) and `version`. This package only parses flags and
 // wires packages together.
 package main
@@ -25,6 +26,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"serve":              {"run the admission webhook, the finalizer controller, metrics and health endpoints", runServe},
 		"check":              {"apply policies to pod and workload YAML offline and print the result and findings", runCheck},
+		"audit":              {"judge the pods and workloads running in a cluster against its policies (read-only)", runAudit},
 		"release-finalizers": {"remove every gracekeeper finalizer from every pod (uninstall)", runReleaseFinalizers},
 		"version":            {"print the version", runVersion},
 	}
@@ -54,7 +56,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "usage: gracekeeper <command> [flags]")
-	for _, name := range []string{"serve", "check", "release-finalizers", "version"} {
+	for _, name := range []string{"serve", "check", "audit", "release-finalizers", "version"} {
 		fmt.Fprintf(w, "  %-20s %s\n", name, cmds[name].summary)
 	}
 }

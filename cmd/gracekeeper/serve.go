@@ -52,6 +52,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, int, bool) 
 	fs.StringVar(&o.Certs.ValidatingWebhookConfiguration, "validating-webhook-config", "", "self mode: ValidatingWebhookConfiguration to write the caBundle into")
 	fs.DurationVar(&o.Certs.CALifetime, "ca-lifetime", certs.DefaultCALifetime, "self mode: lifetime of the CA")
 	fs.DurationVar(&o.Certs.CertLifetime, "cert-lifetime", certs.DefaultCertLifetime, "self mode: lifetime of the serving certificate (renewed at two thirds)")
+	auditFlags(fs, &o.Options)
 	fs.IntVar(&o.verbosity, "v", 0, "log verbosity (1: one line per admission request)")
 	switch parseFlags(fs, args, stderr, "") {
 	case parsedHelp:

@@ -16,6 +16,8 @@ import (
 // +kubebuilder:printcolumn:name="Priority",type=integer,JSONPath=`.spec.priority`
 // +kubebuilder:printcolumn:name="Action",type=string,JSONPath=`.spec.validation.action`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Matched",type=integer,JSONPath=`.status.audit.matched`,description="pods and workloads in the cluster the policy selects (background audit)"
+// +kubebuilder:printcolumn:name="Violations",type=integer,JSONPath=`.status.audit.violations`,description="of those, the ones whose shutdown budget does not fit (refused under Deny)"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type LifecyclePolicy struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -323,4 +325,27 @@ type LifecyclePolicyStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Audit is what the background audit last found in the cluster; unset
+	// while the audit is off.
+	// +optional
+	Audit *AuditStatus `json:"audit,omitempty"`
+}
+
+// AuditStatus counts the existing pods and workloads the policy selects, as
+// judged by the background audit with the same engine as admission.
+type AuditStatus struct {
+	// Matched is the number of pods and workloads the policy selects.
+	Matched int32 `json:"matched"`
+	// Violations is the number of those whose shutdown budget does not fit
+	// (admission refuses them when the action is Deny).
+	Violations int32 `json:"violations"`
+	// Warnings is the number of those with other findings (an unknown
+	// preStop duration, a hook that could not be injected, ...).
+	// +optional
+	Warnings int32 `json:"warnings,omitempty"`
+	// LastAuditTime is when these counts were last confirmed by a pass
+	// over the whole cluster, or changed.
+	// +optional
+	LastAuditTime *metav1.Time `json:"lastAuditTime,omitempty"`
 }

@@ -21,11 +21,14 @@ type cluster struct {
 }
 
 // startCluster starts the control plane from the binaries in assets, with the
-// LifecyclePolicy CRD installed, and writes an admin kubeconfig into dir.
+// LifecyclePolicy and openreports.io CRDs installed, and writes an admin kubeconfig into dir.
 // The caller must call stop, also after an error.
 func startCluster(dir, assets string) (*cluster, error) {
 	env := controlplane.New()
 	env.BinaryAssetsDirectory = assets
+	// The openreports.io CRDs, as the chart installs them with
+	// reports.installCRDs: the background audit writes its reports there.
+	env.CRDDirectoryPaths = append(env.CRDDirectoryPaths, filepath.Join(controlplane.RepoRoot(), "charts", "gracekeeper", "files", "openreports"))
 	// Given directories are used as they are (envtest only makes and removes
 	// temp dirs for the ones left empty): keep them all under dir.
 	env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(dir, "etcd")}

@@ -36,6 +36,8 @@ type demo struct {
 	c   client.Client
 	gk  *gracekeeperProc
 	out io.Writer
+	// policy is the name of the policy installed.
+	policy string
 }
 
 func newDemo(cl *cluster, gk *gracekeeperProc, out io.Writer) (*demo, error) {
@@ -68,6 +70,9 @@ func (d *demo) install(ctx context.Context, policyFile string) error {
 			return fmt.Errorf("create %s: %w", o.GetName(), err)
 		}
 	}
+	if err := d.createLegacy(ctx); err != nil {
+		return err
+	}
 	raw, err := os.ReadFile(policyFile)
 	if err != nil {
 		return err
@@ -79,6 +84,7 @@ func (d *demo) install(ctx context.Context, policyFile string) error {
 	if err := d.c.Create(ctx, pol); err != nil {
 		return fmt.Errorf("create policy from %s: %w", policyFile, err)
 	}
+	d.policy = pol.GetName()
 	fmt.Fprintf(d.out, "   policy %s installed from %s\n", pol.GetName(), policyFile)
 
 	// The policy reaches gracekeeper through its informer: wait (dry-run,

@@ -72,6 +72,17 @@ func testExit(t *testing.T, gk string) {
 		regexp.MustCompile(`(?s)deployment/slow-api .*?REFUSED: .*?container "app": preStop 600s`),
 		regexp.MustCompile(`(?s)deployment/api .*?admitted.*?preStop sleep 5s injected`),
 		regexp.MustCompile(`=== 7 admitted \(3 changed by gracekeeper\), 2 refused ===`),
+		// The Deployment created before the policy: the background audit's
+		// report, the policy's status, the Event and `gracekeeper audit`
+		// all say its pods would be refused.
+		regexp.MustCompile(`kubectl get lcp http-drain: MATCHED \d+  VIOLATIONS 1\n`),
+		regexp.MustCompile(`Report demo/gracekeeper \(openreports.io/v1alpha1\): pass \d+, fail 1, warn \d+`),
+		regexp.MustCompile(`fail deployment/legacy-api  \[policy http-drain\] container "app": preStop 600s \+ shutdown 20s = 620s`),
+		regexp.MustCompile(`pass deployment/api  \[policy http-drain\]`),
+		regexp.MustCompile(`Event on deployment/legacy-api: Warning PodsWouldBeRefused: pods of this Deployment would be refused: policy http-drain: container "app": preStop 600s`),
+		regexp.MustCompile(`DENY  deployment/legacy-api \(namespace demo\) container "app": preStop 600s \+ shutdown 20s = 620s`),
+		regexp.MustCompile(`FAIL: \d+ objects \(\d+ reviewed, \d+ changed\) against 1 policy: 1 denied`),
+		regexp.MustCompile(`\(exit code 1: `),
 		regexp.MustCompile(`export KUBECONFIG=\S+/kubeconfig`),
 	} {
 		if !want.MatchString(report) {

@@ -130,6 +130,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 	if err := d.showcase(ctx); err != nil {
 		return fail(err)
 	}
+	step("auditing what already runs")
+	if err := d.showAudit(ctx, o.gracekeeper, cl.kubeconfig, d.policy); err != nil {
+		return fail(fmt.Errorf("%w\n%s", err, gk.logTail()))
+	}
 
 	fmt.Fprintf(stdout, "\nThe cluster is yours to explore:\n  export KUBECONFIG=%s\n  %s get pods -A\n  %s get lifecyclepolicies\n",
 		cl.kubeconfig, filepath.Join(o.assets, "kubectl"), filepath.Join(o.assets, "kubectl"))

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/gracekeeper/gracekeeper/audit"
+	"github.com/gracekeeper/gracekeeper/check"
+	"github.com/gracekeeper/gracekeeper/policies"
+	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
+)
+
+// runAudit is `gracekeeper audit`: kubectl's connection flags in, package
+// audit does the work with a read-only client.
+func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("gracekeeper audit", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		kubeconfig, kubeContext, namespace, excluded string
+		all                                          bool
+		timeout                                      time.Duration
+	)
+	fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+	fs.StringVar(&kubeContext, "context", "", "kubeconfig context to use (default: the current context)")
+	fs.StringVar(&namespace, "namespace", "", "namespace to audit (default: the context's namespace, else default)")
+	fs.StringVar(&namespace, "n", "", "shorthand for --namespace")
+	fs.BoolVar(&all, "all-namespaces", false, "audit every namespace")
+	fs.BoolVar(&all, "A", false, "shorthand for --all-namespaces")
+	fs.StringVar(&excluded, "excluded-namespaces", strings.Join(policies.SystemNamespaces(), ","), "comma-separated namespaces never judged (set it as serve's, plus gracekeeper's own namespace)")
+	fs.DurationVar(&timeout, "request-timeout", 60*time.Second, "bound on the whole audit's API reads")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: gracekeeper audit [--kubeconfig FILE] [--context NAME] [-n NAMESPACE | -A]")
+		fmt.Fprintln(stderr, "Judges the pods and workloads running in the cluster against its LifecyclePolicies, as admission would")
+		fmt.Fprintln(stderr, "judge them if created now, and prints the findings table of `gracekeeper check`. It only reads.")
+		fmt.Fprintln(stderr, "Exit code: 0 all pass (warnings allowed), 1 a policy denies something, 2 the cluster cannot be read.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return check.ExitPass
+		}
+		return check.ExitBadInput
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "gracekeeper audit: unexpected argument %q\n", fs.Arg(0))
+		return check.ExitBadInput
+	}
+	// The same loading rules as kubectl (client-go's clientcmd).
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: kubeContext})
+	cfg, err := cc.ClientConfig()
+	if err != nil {
+		fmt.Fprintf(stderr, "gracekeeper audit: kubeconfig: %v\n", err)
+		return check.ExitBadInput
+	}
+	if namespace == "" && !all {
+		if namespace, _, err = cc.Namespace(); err != nil {
+			fmt.Fprintf(stderr, "gracekeeper audit: kubeconfig: %v\n", err)
+			return check.ExitBadInput
+		}
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		fmt.Fprintln(stderr, "gracekeeper audit:", err)
+		return check.ExitBadInput
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		fmt.Fprintln(stderr, "gracekeeper audit:", err)
+		return check.ExitBadInput
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		fmt.Fprintf(stderr, "gracekeeper audit: %v\n", err)
+		return check.ExitBadInput
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var ex []string
+	for _, n := range strings.Split(excluded, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			ex = append(ex, n)
+		}
+	}
+	return audit.RunCLI(ctx, c, audit.CLIOptions{
+		Namespace: namespace, AllNamespaces: all, Excluded: ex, Stdout: stdout, Stderr: stderr,
+	})
+}
