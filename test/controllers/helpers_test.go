@@ -113,7 +113,9 @@ func poll(d time.Duration, cond func(ctx context.Context) (bool, string)) error 
 	var last string
 	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		ok, msg := cond(ctx)
-		last = msg
+		if ctx.Err() == nil { // a call cut short by the deadline says nothing
+			last = msg
+		}
 		return ok, nil
 	})
 	if err != nil {

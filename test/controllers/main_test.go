@@ -117,11 +117,14 @@ func startSuite() (*suite, func(), error) {
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return nil, stop, err
 	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	// Polls list several kinds every 200 ms: above client-go's default 5 QPS.
+	testCfg := rest.CopyConfig(cfg)
+	testCfg.QPS, testCfg.Burst = 50, 100
+	c, err := client.New(testCfg, client.Options{Scheme: scheme})
 	if err != nil {
 		return nil, stop, err
 	}
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, err := kubernetes.NewForConfig(testCfg)
 	if err != nil {
 		return nil, stop, err
 	}
