@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/gracekeeper/gracekeeper/audit"
 	"github.com/gracekeeper/gracekeeper/finalizer"
 	"github.com/gracekeeper/gracekeeper/webhook"
 )
@@ -53,6 +54,9 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	reg := describingRegistry{Registry: prometheus.NewRegistry(), names: map[string]bool{}}
 	if _, err := webhook.NewServer(webhook.Config{}, webhook.StaticSource{}, reg, logr.Discard()); err != nil {
+		t.Fatal(err)
+	}
+	if err := audit.RegisterMetrics(reg); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := finalizer.NewMetrics(reg); err != nil {

@@ -56,8 +56,8 @@ func TestPointWebhooksAt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 3 {
-		t.Fatalf("rewrote %d webhooks, want 3 (mutate-pods, validate-pods, validate-workloads)", n)
+	if n != 4 {
+		t.Fatalf("rewrote %d webhooks, want 4 (mutate-pods, validate-pods, validate-workloads, validate-policies)", n)
 	}
 	urls := map[string]bool{}
 	for _, o := range objs {
@@ -68,13 +68,14 @@ func TestPointWebhooksAt(t *testing.T) {
 				t.Errorf("service reference left in %s", o.GetName())
 			}
 			urls[cc["url"].(string)] = true
-			// Rules and selectors are untouched.
-			if _, ok := h.(map[string]any)["namespaceSelector"]; !ok {
+			// Rules and selectors are untouched (LifecyclePolicy is
+			// cluster-scoped: its webhook has no namespaceSelector).
+			if _, ok := h.(map[string]any)["namespaceSelector"]; !ok && !strings.HasSuffix(cc["url"].(string), "/validate-policies") {
 				t.Errorf("namespaceSelector lost")
 			}
 		}
 	}
-	for _, u := range []string{"https://127.0.0.1:9443/mutate-pods", "https://127.0.0.1:9443/validate-pods", "https://127.0.0.1:9443/validate-workloads"} {
+	for _, u := range []string{"https://127.0.0.1:9443/mutate-pods", "https://127.0.0.1:9443/validate-pods", "https://127.0.0.1:9443/validate-workloads", "https://127.0.0.1:9443/validate-policies"} {
 		if !urls[u] {
 			t.Errorf("no webhook calls %s (got %v)", u, urls)
 		}
