@@ -66,15 +66,15 @@ host_net() {
 	local save
 	for save in iptables-save ip6tables-save; do
 		command -v "$save" >/dev/null || continue
-		"$save" 2>/dev/null | grep -E 'KUBE-|CNI-|gk0|10\.88\.|10\.87\.|10\.0\.0\.' | sed -E 's/\[[0-9]+:[0-9]+\]//' | sed "s/^/$save: /"
+		{ "$save" 2>/dev/null || true; } | { grep -E 'KUBE-|CNI-|gk0|10\.88\.|10\.87\.|10\.0\.0\.' || true; } | sed -E 's/\[[0-9]+:[0-9]+\]//' | sed "s/^/$save: /"
 	done
 	echo "## sysctls"
 	sysctl net.ipv4.ip_forward net.ipv6.conf.all.forwarding net.ipv4.conf.all.route_localnet net.bridge.bridge-nf-call-iptables \
-		vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes 2>/dev/null
+		vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes 2>/dev/null || true
 }
 
 WORK=$(mktemp -d /tmp/gk-e2e.XXXXXX)
-host_net >"$WORK/host-net.before"
+host_net >"$WORK/host-net.before" || { rm -rf "$WORK"; echo "e2e-local: cannot read the host's network state" >&2; exit 1; }
 cleanup() {
 	local rc=$?
 	if [[ -f $STATE_DIR/kubeconfig ]] && ((rc != 0)); then
