@@ -29,7 +29,7 @@ import (
 // workload route so far.
 func (g *gracekeeper) workloadReviews(t *testing.T) uint64 {
 	t.Helper()
-	resp, err := g.http.Get(g.baseURL + "/metrics")
+	resp, err := g.http.Get(g.metricsURL)
 	if err != nil {
 		t.Fatalf("scrape /metrics: %v", err)
 	}
