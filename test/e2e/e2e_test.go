@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
@@ -172,6 +173,39 @@ func (s *suite) createRunning(t *testing.T, p *corev1.Pod) *corev1.Pod {
 		t.Fatalf("pod %s never ran (phase %s)", p.Name, got.Status.Phase)
 	}
 	return got
+}
+
+// terminatedExit watches pod p from its resourceVersion until its first
+// container is terminated and returns the exit code; -1 if the pod was
+// deleted with no terminated state.
+func (s *suite) terminatedExit(t *testing.T, p *corev1.Pod) int32 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	w, err := s.cs.CoreV1().Pods(s.ns).Watch(ctx, metav1.ListOptions{
+		FieldSelector:   "metadata.name=" + p.Name,
+		ResourceVersion: p.ResourceVersion,
+	})
+	if err != nil {
+		t.Fatalf("watch pod %s: %v", p.Name, err)
+	}
+	defer w.Stop()
+	for ev := range w.ResultChan() {
+		got, ok := ev.Object.(*corev1.Pod)
+		if !ok {
+			t.Fatalf("watch pod %s: %s event %T", p.Name, ev.Type, ev.Object)
+		}
+		if len(got.Status.ContainerStatuses) > 0 {
+			if tm := got.Status.ContainerStatuses[0].State.Terminated; tm != nil {
+				return tm.ExitCode
+			}
+		}
+		if ev.Type == watch.Deleted {
+			return -1
+		}
+	}
+	t.Fatalf("pod %s: container not terminated within 2m", p.Name)
+	return -1
 }
 
 // followLogs streams the container's log and sends each line with the time it arrived.
@@ -339,25 +373,14 @@ func TestE2E(t *testing.T) {
 		if err := s.cs.CoreV1().Pods(s.ns).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		var exit int32 = -1
-		err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-			got, err := s.cs.CoreV1().Pods(s.ns).Get(ctx, p.Name, metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				return true, nil
-			}
-			if err == nil && len(got.Status.ContainerStatuses) > 0 {
-				if tm := got.Status.ContainerStatuses[0].State.Terminated; tm != nil {
-					exit = tm.ExitCode
-					return true, nil
-				}
-			}
-			return false, nil
-		})
-		if err != nil {
-			t.Fatal("container never terminated")
-		}
+		// Watched from the running pod's resourceVersion, not polled: the
+		// record and the finalizer's removal can follow the kubelet's
+		// terminated status within milliseconds, so a poll may see the pod
+		// only after it is gone. A watch sees every write, the deletion's
+		// last state included.
+		exit := s.terminatedExit(t, p)
 		if exit != 137 {
-			t.Errorf("exit code %d, want 137 (SIGKILL at the grace deadline); -1 means the pod vanished before its record (finalizer missing?)", exit)
+			t.Errorf("exit code %d, want 137 (SIGKILL at the grace deadline); -1 means the pod was deleted without a terminated status (finalizer missing?)", exit)
 		}
 		ev := s.waitEvent(t, p)
 		if ev.Reason != "ShutdownOverrun" || ev.Type != corev1.EventTypeWarning || !strings.Contains(ev.Message, "exit 137") {
