@@ -22,6 +22,7 @@ import (
 
 	orv1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 
+	"github.com/gracekeeper/gracekeeper/internal/defaults"
 	"github.com/gracekeeper/gracekeeper/policies"
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 )
@@ -105,18 +106,10 @@ func Setup(mgr manager.Manager, store Policies, o Options, lg logr.Logger) (*Aud
 
 // New returns an Auditor; Setup is the usual way to get one.
 func New(c client.Client, r client.Reader, mapper meta.RESTMapper, newCache func() (cache.Cache, error), store Policies, o Options, lg logr.Logger) (*Auditor, error) {
-	if o.Settle <= 0 {
-		o.Settle = 2 * time.Second
-	}
-	if o.WritesPerSecond <= 0 {
-		o.WritesPerSecond = 5
-	}
-	if o.WriteBurst <= 0 {
-		o.WriteBurst = 10
-	}
-	if o.MaxResults <= 0 {
-		o.MaxResults = DefaultMaxResults
-	}
+	defaults.Positive(&o.Settle, 2*time.Second)
+	defaults.Positive(&o.WritesPerSecond, 5)
+	defaults.Positive(&o.WriteBurst, 10)
+	defaults.Positive(&o.MaxResults, DefaultMaxResults)
 	m, err := newMetrics(o.Registerer)
 	if err != nil {
 		return nil, err

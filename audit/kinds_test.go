@@ -7,9 +7,9 @@ import (
 	"github.com/gracekeeper/gracekeeper/policies"
 )
 
-// The audit lists its kinds with typed lists; the registry in policies is
-// the one source of which kinds admission judges. They must name the same
-// kinds, so adding a kind to the registry fails here until the audit reads it.
+// The audit lists pods, then the kinds of the registry in policies, the one
+// source of which kinds admission judges: the same kinds, each making an
+// object of its own kind.
 func TestKindsAreTheRegistry(t *testing.T) {
 	var want []string
 	for _, k := range policies.Kinds() {

@@ -1,6 +1,10 @@
 package audit
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gracekeeper/gracekeeper/internal/prom"
+)
 
 // metrics of the background audit. The policy label is bounded: policy
 // names are set by admins, one per LifecyclePolicy; series of a deleted
@@ -15,33 +19,21 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	a := prom.Subsystem("audit")
 	m := &metrics{
 		exported: map[string]bool{},
-		objects: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "gracekeeper_audit_objects",
-			Help: "Pods and workloads in the cluster each policy selects, by result of the last background audit (pass, fail, warn).",
-		}, []string{"policy", "result"}),
-		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gracekeeper_audit_writes_total",
-			Help: "API writes of the background audit, by object written (report, status, event).",
-		}, []string{"object"}),
-		passes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gracekeeper_audit_passes_total",
-			Help: "Background audit passes run.",
-		}),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "gracekeeper_audit_pass_duration_seconds",
-			Help:    "Time to judge the namespaces of one audit pass (writes excluded).",
-			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
-		}),
+		objects: a.GaugeVec("objects",
+			"Pods and workloads in the cluster each policy selects, by result of the last background audit (pass, fail, warn).",
+			"policy", "result"),
+		writes: a.CounterVec("writes_total",
+			"API writes of the background audit, by object written (report, status, event).", "object"),
+		passes: a.Counter("passes_total", "Background audit passes run."),
+		duration: a.Histogram("pass_duration_seconds",
+			"Time to judge the namespaces of one audit pass (writes excluded).",
+			prometheus.ExponentialBuckets(0.001, 4, 10)),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{m.objects, m.writes, m.passes, m.duration} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := prom.Register(reg, m.objects, m.writes, m.passes, m.duration); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

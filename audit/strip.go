@@ -1,12 +1,16 @@
 package audit
 
 import (
+	"reflect"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/gracekeeper/gracekeeper/policies"
 )
 
 // strip is the audit cache's transform: it keeps what the engine reads (the
@@ -21,50 +25,50 @@ func strip(obj any) (any, error) {
 		stripMeta(&o.ObjectMeta)
 		stripSpec(&o.Spec)
 		o.Status = corev1.PodStatus{}
-	case *appsv1.Deployment:
-		stripTemplate(&o.ObjectMeta, &o.Spec.Template)
-		o.Status = appsv1.DeploymentStatus{}
-	case *appsv1.StatefulSet:
-		stripTemplate(&o.ObjectMeta, &o.Spec.Template)
-		o.Spec.VolumeClaimTemplates = nil
-		o.Status = appsv1.StatefulSetStatus{}
-	case *appsv1.DaemonSet:
-		stripTemplate(&o.ObjectMeta, &o.Spec.Template)
-		o.Status = appsv1.DaemonSetStatus{}
-	case *appsv1.ReplicaSet:
-		stripTemplate(&o.ObjectMeta, &o.Spec.Template)
-		o.Status = appsv1.ReplicaSetStatus{}
-	case *corev1.ReplicationController:
-		if o.Spec.Template != nil {
-			stripTemplate(&o.ObjectMeta, o.Spec.Template)
-		} else {
-			stripMeta(&o.ObjectMeta)
+	default:
+		if w, ok := obj.(runtime.Object); ok {
+			if k, ok := policies.KindOf(w); ok {
+				stripWorkload(k, w)
+				return obj, nil
+			}
 		}
-		o.Status = corev1.ReplicationControllerStatus{}
-	case *batchv1.Job:
-		stripTemplate(&o.ObjectMeta, &o.Spec.Template)
-		o.Status = batchv1.JobStatus{}
-	case *batchv1.CronJob:
-		stripTemplate(&o.ObjectMeta, &o.Spec.JobTemplate.Spec.Template)
-		stripMeta(&o.Spec.JobTemplate.ObjectMeta)
-		o.Status = batchv1.CronJobStatus{}
-	case metav1.Object:
-		o.SetManagedFields(nil)
+		if m, ok := obj.(metav1.Object); ok {
+			m.SetManagedFields(nil)
+		}
 	}
 	return obj, nil
 }
 
-func stripTemplate(m *metav1.ObjectMeta, t *corev1.PodTemplateSpec) {
-	stripMeta(m)
-	stripMeta(&t.ObjectMeta)
-	stripSpec(&t.Spec)
+// stripWorkload strips a workload of a kind in policies.Kinds: its metadata
+// and pod template as a pod's, and its status.
+func stripWorkload(k policies.Kind, o runtime.Object) {
+	if m, ok := o.(metav1.Object); ok {
+		stripMeta(m)
+	}
+	if t, _ := k.Template(o); t != nil {
+		stripMeta(&t.ObjectMeta)
+		stripSpec(&t.Spec)
+	}
+	// Every workload kind keeps what its controller observed in a Status
+	// field (the API conventions' spec/status split); no policy reads it.
+	if st := reflect.ValueOf(o).Elem().FieldByName("Status"); st.IsValid() {
+		st.SetZero()
+	}
+	// What a kind holds beside its pod template that nothing judges.
+	switch o := o.(type) {
+	case *appsv1.StatefulSet:
+		o.Spec.VolumeClaimTemplates = nil
+	case *batchv1.CronJob:
+		stripMeta(&o.Spec.JobTemplate.ObjectMeta)
+	}
 }
 
-func stripMeta(m *metav1.ObjectMeta) {
-	m.ManagedFields = nil
-	for k := range m.Annotations {
+func stripMeta(m metav1.Object) {
+	m.SetManagedFields(nil)
+	annotations := m.GetAnnotations()
+	for k := range annotations {
 		if !strings.HasPrefix(k, "gracekeeper.dev/") {
-			delete(m.Annotations, k)
+			delete(annotations, k)
 		}
 	}
 }

@@ -129,33 +129,36 @@ func ParseBundle(data map[string][]byte) (*Bundle, error) {
 			return nil, fmt.Errorf("secret has no %s", k)
 		}
 	}
-	ca, err := parseCert(data[KeyCACert])
+	ca, caKey, err := parsePair(data, KeyCACert, KeyCAKey)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", KeyCACert, err)
+		return nil, err
 	}
-	caKey, err := parseKey(data[KeyCAKey])
+	cert, _, err := parsePair(data, KeyTLSCert, KeyTLSKey)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", KeyCAKey, err)
-	}
-	if !caKey.PublicKey.Equal(ca.PublicKey) {
-		return nil, errors.New("ca.key does not match ca.crt")
-	}
-	cert, err := parseCert(data[KeyTLSCert])
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", KeyTLSCert, err)
-	}
-	key, err := parseKey(data[KeyTLSKey])
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", KeyTLSKey, err)
-	}
-	if !key.PublicKey.Equal(cert.PublicKey) {
-		return nil, errors.New("tls.key does not match tls.crt")
+		return nil, err
 	}
 	bundle := data[KeyCABundle]
 	if len(bundle) == 0 {
 		bundle = data[KeyCACert]
 	}
 	return &Bundle{CA: ca, CAKey: caKey, Cert: cert, CertPEM: data[KeyTLSCert], KeyPEM: data[KeyTLSKey], CAPEM: data[KeyCACert], CABundle: bundle}, nil
+}
+
+// parsePair parses the certificate and key stored under certKey and keyKey
+// and checks that the key is the certificate's.
+func parsePair(data map[string][]byte, certKey, keyKey string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	cert, err := parseCert(data[certKey])
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", certKey, err)
+	}
+	key, err := parseKey(data[keyKey])
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", keyKey, err)
+	}
+	if !key.PublicKey.Equal(cert.PublicKey) {
+		return nil, nil, fmt.Errorf("%s does not match %s", keyKey, certKey)
+	}
+	return cert, key, nil
 }
 
 // Data is the Secret data for b.

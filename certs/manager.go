@@ -227,35 +227,23 @@ func (m *Manager) ensure(ctx context.Context, onlyIfEmpty bool) (*Bundle, Decisi
 // updating only when it differs. Get + Update keeps the resourceVersion check;
 // a conflict (another replica, or Helm, wrote meanwhile) is retried on a fresh read.
 func (m *Manager) injectCABundle(ctx context.Context, caBundle []byte) (int, error) {
-	updated := 0
 	ar := m.cs.AdmissionregistrationV1()
-	if name := m.opts.MutatingWebhookConfiguration; name != "" {
-		n, err := inject(ctx, ar.MutatingWebhookConfigurations(), name, caBundle,
-			func(c *admissionregistrationv1.MutatingWebhookConfiguration) (cc []*admissionregistrationv1.WebhookClientConfig) {
-				for i := range c.Webhooks {
-					cc = append(cc, &c.Webhooks[i].ClientConfig)
-				}
-				return cc
+	mutating, err := inject(ctx, ar.MutatingWebhookConfigurations(), "MutatingWebhookConfiguration", m.opts.MutatingWebhookConfiguration, caBundle,
+		func(c *admissionregistrationv1.MutatingWebhookConfiguration) []*admissionregistrationv1.WebhookClientConfig {
+			return clientConfigs(c.Webhooks, func(w *admissionregistrationv1.MutatingWebhook) *admissionregistrationv1.WebhookClientConfig {
+				return &w.ClientConfig
 			})
-		updated += n
-		if err != nil {
-			return updated, fmt.Errorf("certs: write caBundle into MutatingWebhookConfiguration %s: %w", name, err)
-		}
+		})
+	if err != nil {
+		return mutating, err
 	}
-	if name := m.opts.ValidatingWebhookConfiguration; name != "" {
-		n, err := inject(ctx, ar.ValidatingWebhookConfigurations(), name, caBundle,
-			func(c *admissionregistrationv1.ValidatingWebhookConfiguration) (cc []*admissionregistrationv1.WebhookClientConfig) {
-				for i := range c.Webhooks {
-					cc = append(cc, &c.Webhooks[i].ClientConfig)
-				}
-				return cc
+	validating, err := inject(ctx, ar.ValidatingWebhookConfigurations(), "ValidatingWebhookConfiguration", m.opts.ValidatingWebhookConfiguration, caBundle,
+		func(c *admissionregistrationv1.ValidatingWebhookConfiguration) []*admissionregistrationv1.WebhookClientConfig {
+			return clientConfigs(c.Webhooks, func(w *admissionregistrationv1.ValidatingWebhook) *admissionregistrationv1.WebhookClientConfig {
+				return &w.ClientConfig
 			})
-		updated += n
-		if err != nil {
-			return updated, fmt.Errorf("certs: write caBundle into ValidatingWebhookConfiguration %s: %w", name, err)
-		}
-	}
-	return updated, nil
+		})
+	return mutating + validating, err
 }
 
 // webhookConfigs is the part of the typed client of either webhook
@@ -265,9 +253,13 @@ type webhookConfigs[T any] interface {
 	Update(ctx context.Context, obj T, opts metav1.UpdateOptions) (T, error)
 }
 
-// inject sets caBundle on every client config of the named configuration and
-// updates it when something changed; it returns 1 if it wrote.
-func inject[T any](ctx context.Context, api webhookConfigs[T], name string, caBundle []byte, configs func(T) []*admissionregistrationv1.WebhookClientConfig) (int, error) {
+// inject sets caBundle on every client config of the configuration of kind
+// called name (none when name is empty) and updates it when something
+// changed; it returns 1 if it wrote.
+func inject[T any](ctx context.Context, api webhookConfigs[T], kind, name string, caBundle []byte, configs func(T) []*admissionregistrationv1.WebhookClientConfig) (int, error) {
+	if name == "" {
+		return 0, nil
+	}
 	updated := 0
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		c, err := api.Get(ctx, name, metav1.GetOptions{})
@@ -287,7 +279,20 @@ func inject[T any](ctx context.Context, api webhookConfigs[T], name string, caBu
 		updated = 1
 		return nil
 	})
-	return updated, err
+	if err != nil {
+		return updated, fmt.Errorf("certs: write caBundle into %s %s: %w", kind, name, err)
+	}
+	return updated, nil
+}
+
+// clientConfigs is where each webhook's clientConfig sits, for the
+// mutating and validating webhooks alike.
+func clientConfigs[W any](webhooks []W, of func(*W) *admissionregistrationv1.WebhookClientConfig) []*admissionregistrationv1.WebhookClientConfig {
+	var cc []*admissionregistrationv1.WebhookClientConfig
+	for i := range webhooks {
+		cc = append(cc, of(&webhooks[i]))
+	}
+	return cc
 }
 
 func setBundle(cc *admissionregistrationv1.WebhookClientConfig, b []byte) bool {

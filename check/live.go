@@ -24,19 +24,23 @@ func ReviewLive(set *policies.Set, obj runtime.Object, kind string, ns policies.
 		return Object{}, false
 	}
 	o = Object{Loc: Location{Source: where}, Kind: kind, Namespace: acc.GetNamespace(), Name: acc.GetName(), Reviewed: true}
-	var d policies.Decision
-	switch typed := obj.(type) {
-	case *corev1.Pod:
-		d = set.Review(typed, ns)
-	default:
-		// The same path as check and the validating webhook: the template
-		// as its pods, with the labels their controller adds.
-		tmpl, ok := policies.TemplateFor(obj)
-		if !ok {
-			return Object{}, false
-		}
-		d = set.ReviewTemplate(tmpl, ns)
+	tmpl, ok := asPods(obj)
+	if !ok {
+		return Object{}, false
 	}
+	d := set.ReviewTemplate(tmpl, ns)
 	o.Policies, o.Findings, o.Changed = d.Policies, d.Findings, d.Changed
 	return o, true
+}
+
+// asPods is obj as admission judges it, on the same path as the validating
+// webhook: a pod as itself (a template with no pointer and no labels of
+// unknown value, which ReviewTemplate judges as Review does), a workload as
+// the pods its controller creates, with the labels the controller adds. ok
+// is false for any other object.
+func asPods(obj runtime.Object) (policies.Template, bool) {
+	if pod, ok := obj.(*corev1.Pod); ok {
+		return policies.Template{Pod: pod}, true
+	}
+	return policies.TemplateFor(obj)
 }

@@ -210,32 +210,17 @@ func (c *Checker) reviewObject(loc Location, js []byte, prefix string, declared 
 		})
 	}
 
-	var (
-		before  *corev1.Pod
-		pointer string
-		tmpl    policies.Template
-	)
-	switch typed := obj.(type) {
-	case *corev1.Pod:
-		before = typed
-	default:
-		var ok bool
-		if tmpl, ok = policies.TemplateFor(obj); !ok {
-			return o, nil, nil // not a pod or a workload: passes through
-		}
-		before, pointer = tmpl.Pod, tmpl.Pointer
+	tmpl, ok := asPods(obj)
+	if !ok {
+		return o, nil, nil // not a pod or a workload: passes through
 	}
+	before, pointer := tmpl.Pod, tmpl.Pointer
 	ns := c.namespace(o.Namespace, declared)
 	if c.opts.Engine.Ignores(ns) {
 		return o, nil, nil // the webhook configurations never send it
 	}
 	o.Reviewed = true
-	var d policies.Decision
-	if pointer == "" {
-		d = c.set.Review(before, ns)
-	} else {
-		d = c.set.ReviewTemplate(tmpl, ns)
-	}
+	d := c.set.ReviewTemplate(tmpl, ns)
 	o.Policies = d.Policies
 	o.Findings = append(o.Findings, d.Findings...)
 	if d.Pod == nil || d.Pod == before {

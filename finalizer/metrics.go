@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gracekeeper/gracekeeper/internal/prom"
 )
 
 // Metrics are the controller's counters. Labels are bounded: container
@@ -24,27 +26,19 @@ type Metrics struct {
 // registered). A collector already registered with the same description is
 // reused, so a controller restarted in the same process counts on.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	f := prom.Subsystem("finalizer")
 	m := &Metrics{
-		Terminations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "gracekeeper", Subsystem: "finalizer", Name: "container_terminations_total",
-			Help: "Containers of deleted pods recorded, by how they ended (Completed, Error, OOMKilled, ..., Unknown, Other).",
-		}, []string{"reason"}),
-		Overruns: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "gracekeeper", Subsystem: "finalizer", Name: "shutdown_overruns_total",
-			Help: "Containers killed at the grace deadline (SIGKILL after the full terminationGracePeriodSeconds).",
-		}),
-		Pods: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "gracekeeper", Subsystem: "finalizer", Name: "pods_recorded_total",
-			Help: "Deleted pods whose termination was recorded, by cause (Ended, NeverScheduled, NodeLost).",
-		}, []string{"cause"}),
-		Cleanups: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "gracekeeper", Subsystem: "finalizer", Name: "cleanup_requests_total",
-			Help: "Cleanup POSTs and give-ups, by result (success, failure, abandoned).",
-		}, []string{"result"}),
-		Unwritten: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "gracekeeper", Subsystem: "finalizer", Name: "records_unwritten_total",
-			Help: "Records (termination, cleanup_abandoned) the API server did not take as an Event, written to the log instead, by reason (namespace_terminating, forbidden, rejected, unavailable). The finalizer was removed all the same.",
-		}, []string{"record", "reason"}),
+		Terminations: f.CounterVec("container_terminations_total",
+			"Containers of deleted pods recorded, by how they ended (Completed, Error, OOMKilled, ..., Unknown, Other).", "reason"),
+		Overruns: f.Counter("shutdown_overruns_total",
+			"Containers killed at the grace deadline (SIGKILL after the full terminationGracePeriodSeconds)."),
+		Pods: f.CounterVec("pods_recorded_total",
+			"Deleted pods whose termination was recorded, by cause (Ended, NeverScheduled, NodeLost).", "cause"),
+		Cleanups: f.CounterVec("cleanup_requests_total",
+			"Cleanup POSTs and give-ups, by result (success, failure, abandoned).", "result"),
+		Unwritten: f.CounterVec("records_unwritten_total",
+			"Records (termination, cleanup_abandoned) the API server did not take as an Event, written to the log instead, by reason (namespace_terminating, forbidden, rejected, unavailable). The finalizer was removed all the same.",
+			"record", "reason"),
 	}
 	if reg == nil {
 		return m, nil

@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/utils/clock"
+
+	"github.com/gracekeeper/gracekeeper/internal/defaults"
 )
 
 // Defaults for the zero values of Options.
@@ -78,36 +80,18 @@ func (o Options) withDefaults() Options {
 	hc := *o.HTTPClient
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	o.HTTPClient = &hc
-	if o.CleanupWorkers <= 0 {
-		o.CleanupWorkers = DefaultCleanupWorkers
-	}
-	if o.DefaultCleanupTimeout <= 0 {
-		o.DefaultCleanupTimeout = DefaultCleanupTimeout
-	}
+	defaults.Positive(&o.CleanupWorkers, DefaultCleanupWorkers)
+	defaults.Positive(&o.DefaultCleanupTimeout, DefaultCleanupTimeout)
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
-	if o.NodeGoneMargin <= 0 {
-		o.NodeGoneMargin = DefaultNodeGoneMargin
-	}
-	if o.BackoffBase <= 0 {
-		o.BackoffBase = DefaultBackoffBase
-	}
-	if o.BackoffMax <= 0 {
-		o.BackoffMax = DefaultBackoffMax
-	}
-	if o.BackoffMax < o.BackoffBase {
-		o.BackoffMax = o.BackoffBase
-	}
-	if o.EventRetryWindow <= 0 {
-		o.EventRetryWindow = DefaultEventRetryWindow
-	}
-	if o.APITimeout <= 0 {
-		o.APITimeout = DefaultAPITimeout
-	}
-	if o.MaxConcurrentReconciles <= 0 {
-		o.MaxConcurrentReconciles = DefaultMaxConcurrent
-	}
+	defaults.Positive(&o.NodeGoneMargin, DefaultNodeGoneMargin)
+	defaults.Positive(&o.BackoffBase, DefaultBackoffBase)
+	defaults.Positive(&o.BackoffMax, DefaultBackoffMax)
+	o.BackoffMax = max(o.BackoffMax, o.BackoffBase)
+	defaults.Positive(&o.EventRetryWindow, DefaultEventRetryWindow)
+	defaults.Positive(&o.APITimeout, DefaultAPITimeout)
+	defaults.Positive(&o.MaxConcurrentReconciles, DefaultMaxConcurrent)
 	if o.ReportingInstance == "" {
 		if h, err := os.Hostname(); err == nil && h != "" {
 			o.ReportingInstance = h

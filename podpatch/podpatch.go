@@ -7,6 +7,7 @@ package podpatch
 
 import (
 	"encoding/json"
+	"errors"
 	"maps"
 	"slices"
 	"strconv"
@@ -130,12 +131,9 @@ func lifecycleOps(ops []jsonpatch.Operation, path string, before, after []corev1
 // fullPatch diffs the two pods marshalled through the same Go types, so the
 // patch holds only the change, never the noise of typed-vs-raw differences.
 func fullPatch(before, after *corev1.Pod) ([]jsonpatch.Operation, error) {
-	a, err := json.Marshal(before)
-	if err != nil {
-		return nil, err
-	}
-	b, err := json.Marshal(after)
-	if err != nil {
+	a, errBefore := json.Marshal(before)
+	b, errAfter := json.Marshal(after)
+	if err := errors.Join(errBefore, errAfter); err != nil {
 		return nil, err
 	}
 	return jsonpatch.CreatePatch(a, b)

@@ -24,6 +24,8 @@ type Kind struct {
 	Resource string
 	// New returns an empty object of the kind, to decode into.
 	New func() runtime.Object
+	// NewList returns an empty list of the kind, to list into.
+	NewList func() runtime.Object
 	// Template returns the object's pod template and the JSON pointer at
 	// which it sits; nil when the object creates no pods (a
 	// ReplicationController without a template).
@@ -66,7 +68,7 @@ func Kinds() []Kind {
 	return []Kind{
 		{
 			GVK: appsv1.SchemeGroupVersion.WithKind("Deployment"), Resource: "deployments",
-			New: func() runtime.Object { return &appsv1.Deployment{} },
+			New: func() runtime.Object { return &appsv1.Deployment{} }, NewList: func() runtime.Object { return &appsv1.DeploymentList{} },
 			Template: func(o runtime.Object) (*corev1.PodTemplateSpec, string) {
 				return &o.(*appsv1.Deployment).Spec.Template, "/spec/template"
 			},
@@ -77,7 +79,7 @@ func Kinds() []Kind {
 		},
 		{
 			GVK: appsv1.SchemeGroupVersion.WithKind("StatefulSet"), Resource: "statefulsets",
-			New: func() runtime.Object { return &appsv1.StatefulSet{} },
+			New: func() runtime.Object { return &appsv1.StatefulSet{} }, NewList: func() runtime.Object { return &appsv1.StatefulSetList{} },
 			Template: func(o runtime.Object) (*corev1.PodTemplateSpec, string) {
 				return &o.(*appsv1.StatefulSet).Spec.Template, "/spec/template"
 			},
@@ -89,7 +91,7 @@ func Kinds() []Kind {
 		},
 		{
 			GVK: appsv1.SchemeGroupVersion.WithKind("DaemonSet"), Resource: "daemonsets",
-			New: func() runtime.Object { return &appsv1.DaemonSet{} },
+			New: func() runtime.Object { return &appsv1.DaemonSet{} }, NewList: func() runtime.Object { return &appsv1.DaemonSetList{} },
 			Template: func(o runtime.Object) (*corev1.PodTemplateSpec, string) {
 				return &o.(*appsv1.DaemonSet).Spec.Template, "/spec/template"
 			},
@@ -102,7 +104,7 @@ func Kinds() []Kind {
 		},
 		{
 			GVK: appsv1.SchemeGroupVersion.WithKind("ReplicaSet"), Resource: "replicasets",
-			New: func() runtime.Object { return &appsv1.ReplicaSet{} },
+			New: func() runtime.Object { return &appsv1.ReplicaSet{} }, NewList: func() runtime.Object { return &appsv1.ReplicaSetList{} },
 			Template: func(o runtime.Object) (*corev1.PodTemplateSpec, string) {
 				return &o.(*appsv1.ReplicaSet).Spec.Template, "/spec/template"
 			},
@@ -113,7 +115,7 @@ func Kinds() []Kind {
 		},
 		{
 			GVK: corev1.SchemeGroupVersion.WithKind("ReplicationController"), Resource: "replicationcontrollers",
-			New: func() runtime.Object { return &corev1.ReplicationController{} },
+			New: func() runtime.Object { return &corev1.ReplicationController{} }, NewList: func() runtime.Object { return &corev1.ReplicationControllerList{} },
 			Template: func(o runtime.Object) (*corev1.PodTemplateSpec, string) {
 				if t := o.(*corev1.ReplicationController).Spec.Template; t != nil {
 					return t, "/spec/template"
@@ -125,7 +127,7 @@ func Kinds() []Kind {
 		},
 		{
 			GVK: batchv1.SchemeGroupVersion.WithKind("Job"), Resource: "jobs",
-			New: func() runtime.Object { return &batchv1.Job{} },
+			New: func() runtime.Object { return &batchv1.Job{} }, NewList: func() runtime.Object { return &batchv1.JobList{} },
 			Template: func(o runtime.Object) (*corev1.PodTemplateSpec, string) {
 				return &o.(*batchv1.Job).Spec.Template, "/spec/template"
 			},
@@ -136,7 +138,7 @@ func Kinds() []Kind {
 		},
 		{
 			GVK: batchv1.SchemeGroupVersion.WithKind("CronJob"), Resource: "cronjobs",
-			New: func() runtime.Object { return &batchv1.CronJob{} },
+			New: func() runtime.Object { return &batchv1.CronJob{} }, NewList: func() runtime.Object { return &batchv1.CronJobList{} },
 			Template: func(o runtime.Object) (*corev1.PodTemplateSpec, string) {
 				return &o.(*batchv1.CronJob).Spec.JobTemplate.Spec.Template, "/spec/jobTemplate/spec/template"
 			},

@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"reflect"
 	"slices"
 	"testing"
 
@@ -64,6 +65,9 @@ func TestKindsRegistry(t *testing.T) {
 			}
 			if got, ok := KindOf(k.New()); !ok || got.GVK != k.GVK {
 				t.Errorf("KindOf(New()) = %v, %v", got.GVK, ok)
+			}
+			if items := reflect.ValueOf(k.NewList()).Elem().FieldByName("Items"); !items.IsValid() || items.Type().Elem() != reflect.TypeOf(k.New()).Elem() {
+				t.Errorf("NewList() = %T, not a list of %T", k.NewList(), k.New())
 			}
 			obj := workload(t, k, "w")
 			tm, ok := TemplateFor(obj)

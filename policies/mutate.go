@@ -31,16 +31,10 @@ func (s *Set) Mutate(pod *corev1.Pod, ns Namespace) Decision {
 }
 
 func (s *Set) mutate(pod *corev1.Pod, ns Namespace, unknown []string) Decision {
-	d := Decision{Pod: pod}
-	if s == nil || pod == nil {
+	d, m, ok := s.matching(pod, ns, unknown, false)
+	if !ok {
 		return d
 	}
-	pols, _ := s.applicable(pod, ns, unknown, false)
-	if len(pols) == 0 {
-		return d
-	}
-	m := merge(pols)
-	d.Policies = m.names()
 	ps := m.readSeconds(pod, "")
 	cur := gracePeriod(&pod.Spec)
 

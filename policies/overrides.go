@@ -5,19 +5,17 @@ package policies
 // annotation's name without its prefix (skip, shutdown-seconds,
 // prestop-seconds), honoured whether it counted. Bounded: a fixed set.
 func Override(f Finding) (kind string, honoured, ok bool) {
-	switch f.Reason {
-	case ReasonOptedOut:
-		return "skip", true, true
-	case ReasonOptOutNotAllowed:
-		return "skip", false, true
-	case ReasonShutdownOverride:
-		return "shutdown-seconds", true, true
-	case ReasonShutdownLoweringRefused:
-		return "shutdown-seconds", false, true
-	case ReasonPreStopOverride:
-		return "prestop-seconds", true, true
-	case ReasonPreStopLoweringRefused:
-		return "prestop-seconds", false, true
+	for _, o := range []struct {
+		kind              string
+		honoured, refused Reason
+	}{
+		{"skip", ReasonOptedOut, ReasonOptOutNotAllowed},
+		{"shutdown-seconds", ReasonShutdownOverride, ReasonShutdownLoweringRefused},
+		{"prestop-seconds", ReasonPreStopOverride, ReasonPreStopLoweringRefused},
+	} {
+		if f.Reason == o.honoured || f.Reason == o.refused {
+			return o.kind, f.Reason == o.honoured, true
+		}
 	}
 	return "", false, false
 }

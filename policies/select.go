@@ -189,6 +189,25 @@ func matchUnknown(sel labels.Selector, set map[string]string, unknown []string) 
 	return true
 }
 
+// matching is where Mutate and Validate start: the decision so far and the
+// policies that apply to pod, merged; ok is false when none does (no set, no
+// pod, no match, opted out, a mirror pod). Validating keeps the findings of
+// selection (opt-outs, a bad skip annotation), which Review reports once.
+func (s *Set) matching(pod *corev1.Pod, ns Namespace, unknown []string, validating bool) (d Decision, m merged, ok bool) {
+	d = Decision{Pod: pod}
+	if s == nil || pod == nil {
+		return d, m, false
+	}
+	pols, findings := s.applicable(pod, ns, unknown, validating)
+	d.Findings = findings
+	if len(pols) == 0 {
+		return d, m, false
+	}
+	m = merge(pols)
+	d.Policies = m.names()
+	return d, m, true
+}
+
 // applicable is selection followed by the opt-out annotation: a policy with
 // allowOptOut is dropped when the pod says gracekeeper.dev/skip: "true".
 // Findings (opt-out, a bad skip value) are collected only when withFindings,

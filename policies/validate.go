@@ -9,26 +9,13 @@ import (
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 )
 
-// Validate checks the pod's shutdown budget against its
-// terminationGracePeriodSeconds under the matching policies (pods at CREATE,
-// after mutation). It returns the matching policy names and the findings.
-// A pod no policy matches gets no findings.
-func (s *Set) Validate(pod *corev1.Pod, ns Namespace) Decision {
-	return s.validate(pod, ns, nil)
-}
-
+// validate is Validate of a pod whose labels named in unknown have values
+// that cannot be known yet (a workload's template, see ReviewTemplate).
 func (s *Set) validate(pod *corev1.Pod, ns Namespace, unknown []string) Decision {
-	d := Decision{Pod: pod}
-	if s == nil || pod == nil {
+	d, m, ok := s.matching(pod, ns, unknown, true)
+	if !ok {
 		return d
 	}
-	pols, findings := s.applicable(pod, ns, unknown, true)
-	d.Findings = findings
-	if len(pols) == 0 {
-		return d
-	}
-	m := merge(pols)
-	d.Policies = m.names()
 	ps := m.readSeconds(pod, m.actionFrom)
 	d.Findings = append(d.Findings, ps.findings...)
 	d.Findings = append(d.Findings, m.preStopTrace(pod, ps)...)
@@ -55,6 +42,14 @@ func (s *Set) validate(pod *corev1.Pod, ns Namespace, unknown []string) Decision
 	}
 	d.Findings = append(d.Findings, m.probeFindings(&pod.Spec, ps)...)
 	return d
+}
+
+// Validate checks the pod's shutdown budget against its
+// terminationGracePeriodSeconds under the matching policies (pods at CREATE,
+// after mutation). It returns the matching policy names and the findings.
+// A pod no policy matches gets no findings.
+func (s *Set) Validate(pod *corev1.Pod, ns Namespace) Decision {
+	return s.validate(pod, ns, nil)
 }
 
 // adviceAction is the action of budget advice (unknown preStop, short probe

@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"fmt"
 	"time"
+
+	"github.com/gracekeeper/gracekeeper/internal/defaults"
 )
 
 // Config configures the server. Zero values take the defaults below.
@@ -78,50 +80,24 @@ const (
 // WithDefaults is c as the server will use it: zero values replaced by the
 // defaults above (callers size their own shutdown to its drain).
 func (c Config) WithDefaults() Config {
-	if c.Addr == "" {
-		c.Addr = defaultAddr
-	}
-	if c.CertName == "" {
-		c.CertName = "tls.crt"
-	}
-	if c.KeyName == "" {
-		c.KeyName = "tls.key"
-	}
-	if c.MaxBodyBytes <= 0 {
-		c.MaxBodyBytes = defaultMaxBodyBytes
-	}
-	if c.ReadHeaderTimeout <= 0 {
-		c.ReadHeaderTimeout = defaultReadHeaderTimeout
-	}
-	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = defaultRequestTimeout
-	}
-	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = defaultIdleTimeout
-	}
-	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = defaultMaxInFlight
-	}
-	if c.MaxLargeInFlight <= 0 {
-		c.MaxLargeInFlight = defaultMaxLargeInFlight
-	}
-	if c.MaxLargeInFlight > c.MaxInFlight {
-		c.MaxLargeInFlight = c.MaxInFlight
-	}
-	if c.LargeBodyBytes <= 0 {
-		c.LargeBodyBytes = defaultLargeBodyBytes
-	}
-	if c.LargeBodyBytes > c.MaxBodyBytes {
-		c.LargeBodyBytes = c.MaxBodyBytes
-	}
+	defaults.Set(&c.Addr, defaultAddr)
+	defaults.Set(&c.CertName, "tls.crt")
+	defaults.Set(&c.KeyName, "tls.key")
+	defaults.Positive(&c.MaxBodyBytes, defaultMaxBodyBytes)
+	defaults.Positive(&c.ReadHeaderTimeout, defaultReadHeaderTimeout)
+	defaults.Positive(&c.RequestTimeout, defaultRequestTimeout)
+	defaults.Positive(&c.IdleTimeout, defaultIdleTimeout)
+	defaults.Positive(&c.MaxInFlight, defaultMaxInFlight)
+	defaults.Positive(&c.MaxLargeInFlight, defaultMaxLargeInFlight)
+	c.MaxLargeInFlight = min(c.MaxLargeInFlight, c.MaxInFlight)
+	defaults.Positive(&c.LargeBodyBytes, defaultLargeBodyBytes)
+	c.LargeBodyBytes = min(c.LargeBodyBytes, c.MaxBodyBytes)
 	if c.DrainDelay < 0 {
 		c.DrainDelay = 0
 	} else if c.DrainDelay == 0 {
 		c.DrainDelay = defaultDrainDelay
 	}
-	if c.ShutdownTimeout <= 0 {
-		c.ShutdownTimeout = defaultShutdownTimeout
-	}
+	defaults.Positive(&c.ShutdownTimeout, defaultShutdownTimeout)
 	return c
 }
 

@@ -2,6 +2,8 @@ package webhook
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gracekeeper/gracekeeper/internal/prom"
 )
 
 // metrics are registered on the Registerer passed to NewServer (never the
@@ -24,33 +26,22 @@ const (
 )
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	w := prom.Subsystem("webhook")
 	m := &metrics{
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: "gracekeeper", Subsystem: "webhook", Name: "request_duration_seconds",
-			Help: "Admission request latency by route and outcome (allowed, patched, denied, error).",
+		latency: w.HistogramVec("request_duration_seconds",
+			"Admission request latency by route and outcome (allowed, patched, denied, error).",
 			// Admission must answer well inside the webhook timeout (seconds).
-			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
-		}, []string{"route", "outcome"}),
-		mutations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "gracekeeper", Subsystem: "webhook", Name: "mutations_total",
-			Help: "Pods mutated, by applied policy.",
-		}, []string{"policy"}),
-		findings: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "gracekeeper", Subsystem: "webhook", Name: "findings_total",
-			Help: "Findings by policy, action (Deny, Warn, Audit) and reason.",
-		}, []string{"policy", "action", "reason"}),
-		overrides: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "gracekeeper", Subsystem: "webhook", Name: "overrides_total",
-			Help: "Pod annotations that asked to change what a policy does, by policy, kind (skip, shutdown-seconds, prestop-seconds) and outcome (honoured, refused).",
-		}, []string{"policy", "kind", "outcome"}),
+			[]float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+			"route", "outcome"),
+		mutations: w.CounterVec("mutations_total", "Pods mutated, by applied policy.", "policy"),
+		findings: w.CounterVec("findings_total",
+			"Findings by policy, action (Deny, Warn, Audit) and reason.", "policy", "action", "reason"),
+		overrides: w.CounterVec("overrides_total",
+			"Pod annotations that asked to change what a policy does, by policy, kind (skip, shutdown-seconds, prestop-seconds) and outcome (honoured, refused).",
+			"policy", "kind", "outcome"),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{m.latency, m.mutations, m.findings, m.overrides} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := prom.Register(reg, m.latency, m.mutations, m.findings, m.overrides); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

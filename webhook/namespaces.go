@@ -14,6 +14,7 @@ import (
 	"k8s.io/utils/lru"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gracekeeper/gracekeeper/internal/defaults"
 	"github.com/gracekeeper/gracekeeper/policies"
 )
 
@@ -36,18 +37,10 @@ type NamespaceLookupConfig struct {
 }
 
 func (c NamespaceLookupConfig) withDefaults() NamespaceLookupConfig {
-	if c.Interval <= 0 {
-		c.Interval = 10 * time.Second
-	}
-	if c.Remember <= 0 {
-		c.Remember = 1024
-	}
-	if c.ReadsPerSecond <= 0 {
-		c.ReadsPerSecond = 5
-	}
-	if c.Burst <= 0 {
-		c.Burst = 20
-	}
+	defaults.Positive(&c.Interval, 10*time.Second)
+	defaults.Positive(&c.Remember, 1024)
+	defaults.Positive(&c.ReadsPerSecond, 5)
+	defaults.Positive(&c.Burst, 20)
 	if c.Clock == nil {
 		c.Clock = clock.RealClock{}
 	}

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -20,11 +18,15 @@ import (
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 )
 
+const auditUsage = `usage: gracekeeper audit [--kubeconfig FILE] [--context NAME] [-n NAMESPACE | -A]
+Judges the pods and workloads running in the cluster against its LifecyclePolicies, as admission would
+judge them if created now, and prints the findings table of ` + "`gracekeeper check`" + `. It only reads.
+Exit code: 0 all pass (warnings allowed), 1 a policy denies something, 2 the cluster cannot be read.`
+
 // runAudit is `gracekeeper audit`: kubectl's connection flags in, package
 // audit does the work with a read-only client.
 func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("gracekeeper audit", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("audit", stderr, auditUsage)
 	var (
 		kubeconfig, kubeContext, namespace, excluded string
 		all                                          bool
@@ -38,21 +40,10 @@ func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs.BoolVar(&all, "A", false, "shorthand for --all-namespaces")
 	fs.StringVar(&excluded, "excluded-namespaces", strings.Join(policies.SystemNamespaces(), ","), "comma-separated namespaces never judged (set it as serve's, plus gracekeeper's own namespace)")
 	fs.DurationVar(&timeout, "request-timeout", 60*time.Second, "bound on the whole audit's API reads")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: gracekeeper audit [--kubeconfig FILE] [--context NAME] [-n NAMESPACE | -A]")
-		fmt.Fprintln(stderr, "Judges the pods and workloads running in the cluster against its LifecyclePolicies, as admission would")
-		fmt.Fprintln(stderr, "judge them if created now, and prints the findings table of `gracekeeper check`. It only reads.")
-		fmt.Fprintln(stderr, "Exit code: 0 all pass (warnings allowed), 1 a policy denies something, 2 the cluster cannot be read.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return check.ExitPass
-		}
-		return check.ExitBadInput
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "gracekeeper audit: unexpected argument %q\n", fs.Arg(0))
+	switch parseFlags(fs, args, stderr, "") {
+	case parsedHelp:
+		return check.ExitPass
+	case parsedBad:
 		return check.ExitBadInput
 	}
 	// The same loading rules as kubectl (client-go's clientcmd).

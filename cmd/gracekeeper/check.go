@@ -18,12 +18,13 @@ type stringsFlag []string
 func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
 func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
 
+const checkUsage = `usage: gracekeeper check -f FILE [-f FILE2] [-p POLICY_FILE_OR_DIR ...] [--namespace-labels k=v,...] [--namespace NAME] [--excluded-namespaces NS,...] [--ignore-label KEY] [-o yaml|json]
+Prints the objects as admission would leave them on stdout and the findings on stderr.
+Exit code: 0 all pass (warnings allowed), 1 something is denied, 2 bad input.`
+
 // runCheck is `gracekeeper check`: flags in, package check does the work.
 func runCheck(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlagSet("check", stderr,
-		"usage: gracekeeper check -f FILE [-f FILE2] [-p POLICY_FILE_OR_DIR ...] [--namespace-labels k=v,...] [--namespace NAME] [--excluded-namespaces NS,...] [--ignore-label KEY] [-o yaml|json]",
-		"Prints the objects as admission would leave them on stdout and the findings on stderr.",
-		"Exit code: 0 all pass (warnings allowed), 1 something is denied, 2 bad input.")
+	fs := newFlagSet("check", stderr, checkUsage)
 	var (
 		files, pols stringsFlag
 		nsLabels    string

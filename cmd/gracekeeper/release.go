@@ -17,13 +17,14 @@ import (
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 )
 
+const releaseUsage = `usage: gracekeeper release-finalizers [--kubeconfig FILE] [--dry-run]
+Removes every gracekeeper finalizer (and only those) from every pod labelled gracekeeper.dev/finalize=true,
+after recording what it can. Exit code: 0 done, 1 some pods failed, 2 bad flags or no cluster.`
+
 // runReleaseFinalizers is `gracekeeper release-finalizers`, the chart's
 // pre-delete hook: package finalizer does the work.
 func runReleaseFinalizers(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlagSet("release-finalizers", stderr,
-		"usage: gracekeeper release-finalizers [--kubeconfig FILE] [--dry-run]",
-		"Removes every gracekeeper finalizer (and only those) from every pod labelled gracekeeper.dev/finalize=true,",
-		"after recording what it can. Exit code: 0 done, 1 some pods failed, 2 bad flags or no cluster.")
+	fs := newFlagSet("release-finalizers", stderr, releaseUsage)
 	var (
 		kubeconfig string
 		dryRun     bool

@@ -8,7 +8,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -21,12 +20,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/signal"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/gracekeeper/gracekeeper/test/internal/cli"
+	"github.com/gracekeeper/gracekeeper/test/internal/httpjson"
 )
 
 // Bounds: this is a measuring tool, not a load generator for clusters.
@@ -36,12 +36,7 @@ const (
 	maxDuration    = 10 * time.Minute
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
-}
+func main() { cli.Main(run) }
 
 type options struct {
 	url        string
@@ -224,24 +219,14 @@ func load(ctx context.Context, client *http.Client, o options, body []byte) resu
 }
 
 func send(ctx context.Context, client *http.Client, o options, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.url, bytes.NewReader(body))
+	code, out, err := httpjson.Post(ctx, client, o.url, body)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
+	if code != o.expectCode {
+		return fmt.Errorf("HTTP %d: %.200s", code, out)
 	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != o.expectCode {
-		return fmt.Errorf("HTTP %d: %.200s", resp.StatusCode, out)
-	}
-	if resp.StatusCode == http.StatusOK {
+	if code == http.StatusOK {
 		var rev struct {
 			Response *struct {
 				UID string `json:"uid"`

@@ -71,7 +71,7 @@ func runSuite(m *testing.M) int {
 	env = s
 	code := m.Run()
 	if code != 0 {
-		fmt.Printf("gracekeeper log (tail):\n%s\n", tail(s.gkLog, 8000))
+		fmt.Printf("gracekeeper log (tail):\n%s\n", controlplane.TailFile(s.gkLog, 8000))
 		fmt.Printf("kube-controller-manager log (tail):\n%s\n", s.kcm.LogTail())
 	}
 	stop()
@@ -180,15 +180,4 @@ func fileLogger(path string) (logr.Logger, func(), error) {
 		fmt.Fprintln(f, time.Now().UTC().Format("15:04:05.000"), prefix, args)
 	}, funcr.Options{Verbosity: 1})
 	return lg, func() { mu.Lock(); defer mu.Unlock(); f.Close() }, nil
-}
-
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
 }

@@ -93,7 +93,7 @@ func StartControllerManager(env *envtest.Environment, o ControllerManagerOptions
 	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
 		return nil, err
 	}
-	port, err := freeLoopbackPort()
+	port, err := FreeLoopbackPort()
 	if err != nil {
 		return nil, err
 	}
@@ -224,12 +224,15 @@ func (m *ControllerManager) Running() bool {
 }
 
 // LogTail is the end of its log, for failure messages.
-func (m *ControllerManager) LogTail() string {
-	b, err := os.ReadFile(m.logPath)
+func (m *ControllerManager) LogTail() string { return TailFile(m.logPath, 6000) }
+
+// TailFile is the last max bytes of the file at path (a process's log, for
+// failure messages), or why it cannot be read.
+func TailFile(path string, max int) string {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return err.Error()
 	}
-	const max = 6000
 	if len(b) > max {
 		b = b[len(b)-max:]
 	}
@@ -263,8 +266,8 @@ func StartControllerManagerT(t testing.TB, env *envtest.Environment, o Controlle
 	return m
 }
 
-// freeLoopbackPort asks the kernel for a free port on 127.0.0.1.
-func freeLoopbackPort() (int, error) {
+// FreeLoopbackPort asks the kernel for a free port on 127.0.0.1.
+func FreeLoopbackPort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

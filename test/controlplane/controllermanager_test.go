@@ -22,18 +22,10 @@ import (
 // failure of the suites built on StartControllerManager is the harness's.
 func TestControllerManager(t *testing.T) {
 	SkipIfShort(t)
-	if err := CheckAssets(); err != nil {
-		t.Fatal(err)
-	}
 	if err := CheckControllerManager(); err != nil {
 		t.Skipf("needs kube-controller-manager: %v", err)
 	}
-	env := New()
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("start control plane: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env, cfg := StartEnv(t)
 	StartControllerManagerT(t, env, ControllerManagerOptions{})
 	cs := kubernetes.NewForConfigOrDie(cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -61,6 +61,14 @@ func New() *envtest.Environment {
 // binaries are missing.
 func Start(t testing.TB) *rest.Config {
 	t.Helper()
+	_, cfg := StartEnv(t)
+	return cfg
+}
+
+// StartEnv is Start that also returns the environment, for what runs beside
+// the API server (StartControllerManagerT).
+func StartEnv(t testing.TB) (*envtest.Environment, *rest.Config) {
+	t.Helper()
 	SkipIfShort(t)
 	if err := CheckAssets(); err != nil {
 		t.Fatalf("needs the control-plane binaries (make test builds them): %v", err)
@@ -75,7 +83,7 @@ func Start(t testing.TB) *rest.Config {
 			t.Errorf("stopping the control plane: %v", err)
 		}
 	})
-	return cfg
+	return env, cfg
 }
 
 // SkipIfShort skips a test that starts a real kube-apiserver under

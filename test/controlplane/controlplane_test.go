@@ -13,16 +13,7 @@ import (
 // TestCRDRefusesBadPolicies proves the CRD schema and CEL rules refuse bad
 // policies at the real API server with a message that names the field.
 func TestCRDRefusesBadPolicies(t *testing.T) {
-	SkipIfShort(t)
-	if err := CheckAssets(); err != nil {
-		t.Fatal(err)
-	}
-	env := New()
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("start control plane: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	cfg := Start(t)
 	c, err := client.New(cfg, client.Options{})
 	if err != nil {
 		t.Fatal(err)

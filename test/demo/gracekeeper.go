@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gracekeeper/gracekeeper/test/controlplane"
 	"github.com/gracekeeper/gracekeeper/test/testcert"
 )
 
@@ -44,7 +45,7 @@ func prepare(dir string) (certDir string, ca []byte, port int, err error) {
 	}
 	// The webhook configurations trust the file's CA as caBundle.
 	ca = pair.CertPEM
-	port, err = freePort()
+	port, err = controlplane.FreeLoopbackPort()
 	return certDir, ca, port, err
 }
 
@@ -136,13 +137,4 @@ func (g *gracekeeperProc) stop(grace time.Duration) error {
 }
 
 // logTail is the end of gracekeeper's log, for error messages.
-func (g *gracekeeperProc) logTail() string {
-	b, err := os.ReadFile(g.logPath)
-	if err != nil {
-		return err.Error()
-	}
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
-}
+func (g *gracekeeperProc) logTail() string { return controlplane.TailFile(g.logPath, 4000) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -65,12 +64,11 @@ func newServeProc(t *testing.T, bin, kubeconfig, dir string) *serveProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := controlplane.FreeLoopbackPort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	_ = l.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	p := &serveProc{
 		bin: bin, kubeconfig: kubeconfig, certDir: certDir, addr: addr, caBundle: pair.CertPEM,
 		logPath: filepath.Join(dir, "gracekeeper.log"),
@@ -159,13 +157,4 @@ func (p *serveProc) stop() {
 	p.cmd = nil
 }
 
-func (p *serveProc) logTail() string {
-	b, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return err.Error()
-	}
-	if len(b) > 6000 {
-		b = b[len(b)-6000:]
-	}
-	return string(b)
-}
+func (p *serveProc) logTail() string { return controlplane.TailFile(p.logPath, 6000) }

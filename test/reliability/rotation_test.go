@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -30,6 +29,7 @@ import (
 
 	"github.com/gracekeeper/gracekeeper/certs"
 	"github.com/gracekeeper/gracekeeper/policies"
+	"github.com/gracekeeper/gracekeeper/test/internal/httpjson"
 	"github.com/gracekeeper/gracekeeper/webhook"
 )
 
@@ -312,22 +312,12 @@ func TestCertRotationUnderLoad(t *testing.T) {
 
 // send posts one review and checks the answer is an allowed AdmissionReview.
 func send(ctx context.Context, hc *http.Client, url string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	code, out, err := httpjson.Post(ctx, hc, url, body)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, out)
+	if code != http.StatusOK {
+		return fmt.Errorf("HTTP %d: %s", code, out)
 	}
 	var rev admissionv1.AdmissionReview
 	if err := json.Unmarshal(out, &rev); err != nil || rev.Response == nil || !rev.Response.Allowed {
