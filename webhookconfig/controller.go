@@ -1,0 +1,126 @@
+package webhookconfig
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/go-logr/logr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/gracekeeper/gracekeeper/policies"
+	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
+)
+
+// Options configure the narrowing controller.
+type Options struct {
+	// MutatingName and ValidatingName are the chart's webhook
+	// configurations; an empty name is left alone.
+	MutatingName, ValidatingName string
+	// Engine is the engine's exclusions, which every narrowed
+	// namespaceSelector keeps (as the chart renders them).
+	Engine policies.Config
+}
+
+// CacheByObject limits the manager's cache to the two named configurations
+// (a field selector on metadata.name), which is also what lets the chart
+// grant list and watch on them by resourceNames alone. Merge it into
+// manager.Options.Cache.ByObject.
+func (o Options) CacheByObject() map[client.Object]cache.ByObject {
+	out := map[client.Object]cache.ByObject{}
+	if o.MutatingName != "" {
+		out[&admissionregistrationv1.MutatingWebhookConfiguration{}] = cache.ByObject{
+			Field: fields.OneTermEqualSelector("metadata.name", o.MutatingName)}
+	}
+	if o.ValidatingName != "" {
+		out[&admissionregistrationv1.ValidatingWebhookConfiguration{}] = cache.ByObject{
+			Field: fields.OneTermEqualSelector("metadata.name", o.ValidatingName)}
+	}
+	return out
+}
+
+// Reconciler keeps the pod webhooks of the named configurations narrowed to
+// what the current LifecyclePolicies can select (Compute). It runs on the
+// leader only; when it does not run, the configurations keep the last
+// narrowing written, which covers every pod the policies of that moment
+// select, or the chart's unnarrowed superset on a fresh install. It writes
+// only when the computed configuration differs from the stored one, with
+// the stored resourceVersion, so a concurrent caBundle write by the
+// certificate rotator or cert-manager makes it retry rather than lose that.
+type Reconciler struct {
+	opts   Options
+	client client.Client
+	log    logr.Logger
+}
+
+// key is the one item every event enqueues: any change recomputes both.
+var key = reconcile.Request{NamespacedName: types.NamespacedName{Name: "webhook-narrowing"}}
+
+// Setup adds the controller to mgr (leader-only, as every
+// controller-runtime controller is by default). Its informers on the two
+// configurations start with it, so only the leader watches them.
+func Setup(mgr manager.Manager, o Options, lg logr.Logger) error {
+	if o.MutatingName == "" && o.ValidatingName == "" {
+		return fmt.Errorf("webhook narrowing needs the webhook configuration names")
+	}
+	r := &Reconciler{opts: o, client: mgr.GetClient(), log: lg}
+	one := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{key}
+	})
+	b := builder.ControllerManagedBy(mgr).Named("webhook-narrowing").
+		// Status writes keep the generation; only spec changes matter here.
+		Watches(&v1alpha1.LifecyclePolicy{}, one, builder.WithPredicates(predicate.GenerationChangedPredicate{}))
+	if o.MutatingName != "" {
+		b = b.Watches(&admissionregistrationv1.MutatingWebhookConfiguration{}, one)
+	}
+	if o.ValidatingName != "" {
+		b = b.Watches(&admissionregistrationv1.ValidatingWebhookConfiguration{}, one)
+	}
+	return b.Complete(r)
+}
+
+// Reconcile recomputes the narrowing and writes each configuration that
+// differs from it.
+func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
+	var list v1alpha1.LifecyclePolicyList
+	if err := r.client.List(ctx, &list); err != nil {
+		return reconcile.Result{}, fmt.Errorf("listing LifecyclePolicies: %w", err)
+	}
+	n := Compute(list.Items)
+	if name := r.opts.MutatingName; name != "" {
+		cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
+		if err := r.client.Get(ctx, client.ObjectKey{Name: name}, cfg); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return reconcile.Result{}, err
+			}
+		} else if NarrowMutating(cfg, n, r.opts.Engine) {
+			if err := r.client.Update(ctx, cfg); err != nil {
+				return reconcile.Result{}, fmt.Errorf("narrowing MutatingWebhookConfiguration %s: %w", name, err)
+			}
+			r.log.Info("webhooks narrowed", "configuration", "MutatingWebhookConfiguration/"+name, "policies", len(list.Items))
+		}
+	}
+	if name := r.opts.ValidatingName; name != "" {
+		cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+		if err := r.client.Get(ctx, client.ObjectKey{Name: name}, cfg); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return reconcile.Result{}, err
+			}
+		} else if NarrowValidating(cfg, n, r.opts.Engine) {
+			if err := r.client.Update(ctx, cfg); err != nil {
+				return reconcile.Result{}, fmt.Errorf("narrowing ValidatingWebhookConfiguration %s: %w", name, err)
+			}
+			r.log.Info("webhooks narrowed", "configuration", "ValidatingWebhookConfiguration/"+name, "policies", len(list.Items))
+		}
+	}
+	return reconcile.Result{}, nil
+}
