@@ -35,6 +35,7 @@ import (
 	"github.com/gracekeeper/gracekeeper/policies"
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 	"github.com/gracekeeper/gracekeeper/webhook"
+	"github.com/gracekeeper/gracekeeper/webhookconfig"
 )
 
 // CertMode says who writes the serving certificate files into CertDir.
@@ -84,6 +85,10 @@ type Options struct {
 	// configures it (Excluded and Registerer are filled in).
 	AuditEnabled bool
 	Audit        audit.Options
+	// NarrowWebhooks keeps the pod webhooks of the configurations named in
+	// Certs (MutatingWebhookConfiguration, ValidatingWebhookConfiguration)
+	// narrowed to what the policies select (leader only; webhookconfig).
+	NarrowWebhooks bool
 }
 
 // Validate says what is wrong with o, naming the option and the serve flag
@@ -110,6 +115,9 @@ func (o Options) Validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("--cert-mode %q: must be self, certManager or files", o.CertMode))
+	}
+	if o.NarrowWebhooks && o.Certs.MutatingWebhookConfiguration == "" && o.Certs.ValidatingWebhookConfiguration == "" {
+		errs = append(errs, errors.New("--narrow-webhooks needs the webhook configuration names (--mutating-webhook-config, --validating-webhook-config)"))
 	}
 	if _, err := webhook.ParseTLSVersion(o.Webhook.TLSMinVersion); o.Webhook.TLSMinVersion != "" && err != nil {
 		errs = append(errs, fmt.Errorf("--tls-min-version: %w", err))
@@ -174,7 +182,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, lg logr.Logger) error
 	mgr, err := manager.New(cfg, manager.Options{
 		Scheme: scheme,
 		Logger: lg,
-		Cache:  cacheOptions(),
+		Cache:  cacheOptions(o.narrowing()),
 		// /metrics, /healthz and /readyz are ours (webhook.Server and the
 		// metrics listener below, which uses controller-runtime's
 		// authentication filter), not controller-runtime's servers.
@@ -232,6 +240,11 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, lg logr.Logger) error
 			return err
 		}
 	}
+	if o.NarrowWebhooks {
+		if err := webhookconfig.Setup(mgr, o.narrowing(), lg.WithName("webhook-narrowing")); err != nil {
+			return err
+		}
+	}
 	fo := o.Finalizer
 	fo.Registerer = reg
 	if err := finalizer.Setup(mgr, fo); err != nil {
@@ -265,10 +278,25 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, lg logr.Logger) error
 // cacheOptions: managed fields are dropped from everything cached; pods are
 // cached only with the finalize label, stripped (finalizer.CacheOptions), so
 // memory grows with the pods we hold a finalizer on, not with the cluster.
-func cacheOptions() cache.Options {
+func cacheOptions(n webhookconfig.Options) cache.Options {
 	o := finalizer.CacheOptions()
 	o.DefaultTransform = cache.TransformStripManagedFields()
+	if n.MutatingName != "" || n.ValidatingName != "" {
+		for obj, by := range n.CacheByObject() {
+			o.ByObject[obj] = by
+		}
+	}
 	return o
+}
+
+// narrowing is the narrowing controller's configuration; names are empty
+// unless NarrowWebhooks is set, so nothing is watched then.
+func (o Options) narrowing() webhookconfig.Options {
+	if !o.NarrowWebhooks {
+		return webhookconfig.Options{}
+	}
+	return webhookconfig.Options{MutatingName: o.Certs.MutatingWebhookConfiguration,
+		ValidatingName: o.Certs.ValidatingWebhookConfiguration, Engine: o.Engine()}
 }
 
 func ptr[T any](v T) *T { return &v }

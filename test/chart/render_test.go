@@ -334,11 +334,20 @@ func TestCertificateModes(t *testing.T) {
 	if got := secretRules(t, cm); len(got) != 0 {
 		t.Errorf("certManager mode needs no secret access, got %+v", got)
 	}
+	// cert-manager injects the caBundle; only webhook.narrow (on by
+	// default) needs the two configurations, by name.
+	cmWide := render(t, map[string]any{"certificates": map[string]any{"mode": "certManager"}, "webhook": map[string]any{"narrow": false}})
 	var crCM rbacv1.ClusterRole
-	into(t, find(t, cm, "ClusterRole", "gracekeeper"), &crCM)
+	into(t, find(t, cmWide, "ClusterRole", "gracekeeper"), &crCM)
 	for _, r := range crCM.Rules {
 		if slices.Contains(r.APIGroups, "admissionregistration.k8s.io") {
-			t.Error("certManager mode must not let gracekeeper write webhook configurations")
+			t.Error("certManager mode without webhook.narrow must not let gracekeeper write webhook configurations")
+		}
+	}
+	into(t, find(t, cm, "ClusterRole", "gracekeeper"), &crCM)
+	for _, r := range crCM.Rules {
+		if slices.Contains(r.APIGroups, "admissionregistration.k8s.io") && !slices.Equal(r.ResourceNames, []string{"gracekeeper"}) {
+			t.Errorf("webhook.narrow must reach only its own configurations by name: %+v", r)
 		}
 	}
 }
