@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -85,6 +86,9 @@ type Options struct {
 	// configures it (Excluded and Registerer are filled in).
 	AuditEnabled bool
 	Audit        audit.Options
+	// PprofAddr serves net/http/pprof on this address (controller-runtime's
+	// pprof server); "" or "0" disables it. For profiling on loopback only.
+	PprofAddr string
 	// NarrowWebhooks keeps the pod webhooks of the configurations named in
 	// Certs (MutatingWebhookConfiguration, ValidatingWebhookConfiguration)
 	// narrowed to what the policies select (leader only; webhookconfig).
@@ -115,6 +119,13 @@ func (o Options) Validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("--cert-mode %q: must be self, certManager or files", o.CertMode))
+	}
+	if o.PprofAddr != "" && o.PprofAddr != "0" {
+		// pprof is unauthenticated and shows memory contents: loopback only.
+		host, _, err := net.SplitHostPort(o.PprofAddr)
+		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			errs = append(errs, fmt.Errorf("--pprof-bind-address %q: must be a loopback address and port, e.g. 127.0.0.1:6060", o.PprofAddr))
+		}
 	}
 	if o.NarrowWebhooks && o.Certs.MutatingWebhookConfiguration == "" && o.Certs.ValidatingWebhookConfiguration == "" {
 		errs = append(errs, errors.New("--narrow-webhooks needs the webhook configuration names (--mutating-webhook-config, --validating-webhook-config)"))
@@ -188,6 +199,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, lg logr.Logger) error
 		// authentication filter), not controller-runtime's servers.
 		Metrics:                       metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:        "0",
+		PprofBindAddress:              o.PprofAddr,
 		LeaderElection:                o.LeaderElect,
 		LeaderElectionID:              "gracekeeper-leader",
 		LeaderElectionNamespace:       o.Namespace,

@@ -59,6 +59,7 @@ type options struct {
 	held        int
 	modes       []string
 	timeout     time.Duration
+	heapProfile string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -74,6 +75,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.held, "held", 10000, fmt.Sprintf("then create this many pods held by the termination-record finalizer and read gracekeeper's memory; 0 skips it (at most %d)", maxHeld))
 	fs.StringVar(&modes, "modes", "webhook,apiserver", "gracekeeper admission modes to measure (serve --admission-mode); a mode serve refuses is reported as not available in this build")
 	fs.DurationVar(&o.timeout, "timeout", 45*time.Minute, "give up after this long")
+	fs.StringVar(&o.heapProfile, "heap-profile", "", "with -held: write gracekeeper's heap profile (pprof, after a GC) with the held pods to this file")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

@@ -93,7 +93,7 @@ func measure(ctx context.Context, o options, progress io.Writer) (*result, error
 	}()
 	// The policy webhook (failurePolicy Fail) must answer before the bench
 	// policy can be created: start in webhook mode, then set up.
-	if err := s.start(ctx, "webhook"); err != nil {
+	if err := s.start(ctx, "webhook", false); err != nil {
 		return nil, err
 	}
 	if err := setUp(ctx, c, s); err != nil {
@@ -115,7 +115,7 @@ func measure(ctx context.Context, o options, progress io.Writer) (*result, error
 				if err := s.stop(); err != nil {
 					return res, err
 				}
-				if err := s.start(ctx, mode); errors.Is(err, errModeUnavailable) {
+				if err := s.start(ctx, mode, false); errors.Is(err, errModeUnavailable) {
 					unavailable[mode] = true
 					res.unavailable = append(res.unavailable, mode)
 					fmt.Fprintf(progress, ">> mode %s: %v\n", mode, err)
@@ -159,13 +159,12 @@ func measure(ctx context.Context, o options, progress io.Writer) (*result, error
 	if o.held == 0 {
 		return res, nil
 	}
-	if s.cmd == nil || s.mode != "webhook" {
-		if err := s.stop(); err != nil {
-			return res, err
-		}
-		if err := s.start(ctx, "webhook"); err != nil {
-			return res, err
-		}
+	// A fresh process, so what it holds is the held pods' and not the rounds'.
+	if err := s.stop(); err != nil {
+		return res, err
+	}
+	if err := s.start(ctx, "webhook", o.heapProfile != ""); err != nil {
+		return res, err
 	}
 	return res, heldPods(ctx, c, cs, s, o, res, progress)
 }
@@ -241,6 +240,9 @@ func heldPods(ctx context.Context, c client.Client, cs *kubernetes.Clientset, s 
 		prev = m
 	}
 	res.after = prev
+	if o.heapProfile != "" {
+		return s.heapProfile(o.heapProfile)
+	}
 	return nil
 }
 

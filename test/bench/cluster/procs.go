@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -53,7 +54,7 @@ func controlPlane(assets, dir string) (*envtest.Environment, *rest.Config, strin
 // configurations keep reaching it.
 type server struct {
 	bin, kubeconfig, dir, certDir string
-	addr, metricsAddr             string
+	addr, metricsAddr, pprofAddr  string
 	caBundle                      []byte
 	http                          *http.Client
 
@@ -84,6 +85,9 @@ func newServer(bin, kubeconfig, dir string) (*server, error) {
 	if s.metricsAddr, err = loopbackAddr(); err != nil {
 		return nil, err
 	}
+	if s.pprofAddr, err = loopbackAddr(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -96,7 +100,7 @@ var errModeUnavailable = fmt.Errorf("not available in this build")
 // background audit, the finalizer controller), and waits for /readyz.
 // "webhook" is serve's default and passes no flag, so builds without
 // --admission-mode run it too.
-func (s *server) start(ctx context.Context, mode string) error {
+func (s *server) start(ctx context.Context, mode string, profile bool) error {
 	args := []string{"serve", "--kubeconfig", s.kubeconfig, "--namespace", install.Namespace,
 		"--cert-dir", s.certDir, "--addr", s.addr, "--drain-delay", "100ms",
 		"--metrics-bind-address", s.metricsAddr, "--metrics-insecure",
@@ -104,6 +108,9 @@ func (s *server) start(ctx context.Context, mode string) error {
 		"--validating-webhook-config", install.WebhookConfigName}
 	if mode != "webhook" {
 		args = append(args, "--admission-mode="+mode)
+	}
+	if profile {
+		args = append(args, "--pprof-bind-address", s.pprofAddr)
 	}
 	s.log = &bytes.Buffer{}
 	cmd := exec.Command(s.bin, args...)
@@ -213,6 +220,27 @@ func (s *server) memory() (mem, error) {
 		m.heap = uint64(f.GetMetric()[0].GetGauge().GetValue())
 	}
 	return m, nil
+}
+
+// heapProfile writes gracekeeper's heap profile, taken after a GC, to path.
+func (s *server) heapProfile(path string) error {
+	resp, err := http.Get("http://" + s.pprofAddr + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/debug/pprof/heap: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // counter sums a counter family's samples whose label name has value.
