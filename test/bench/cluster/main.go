@@ -60,6 +60,7 @@ type options struct {
 	modes       []string
 	timeout     time.Duration
 	heapProfile string
+	goMemLimit  string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -75,6 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.held, "held", 10000, fmt.Sprintf("then create this many pods held by the termination-record finalizer and read gracekeeper's memory; 0 skips it (at most %d)", maxHeld))
 	fs.StringVar(&modes, "modes", "webhook,apiserver", "gracekeeper admission modes to measure (serve --admission-mode); a mode serve refuses is reported as not available in this build")
 	fs.DurationVar(&o.timeout, "timeout", 45*time.Minute, "give up after this long")
+	fs.StringVar(&o.goMemLimit, "gomemlimit", "", "run gracekeeper with this GOMEMLIMIT (e.g. 96MiB), as the chart sets it from the container's memory limit; empty: none")
 	fs.StringVar(&o.heapProfile, "heap-profile", "", "with -held: write gracekeeper's heap profile (pprof, after a GC) with the held pods to this file")
 	if err := fs.Parse(args); err != nil {
 		return o, err

@@ -86,6 +86,7 @@ func measure(ctx context.Context, o options, progress io.Writer) (*result, error
 	if err != nil {
 		return nil, err
 	}
+	s.goMemLimit = o.goMemLimit
 	defer func() {
 		if err := s.stop(); err != nil {
 			fmt.Fprintln(progress, err)

@@ -54,6 +54,7 @@ func controlPlane(assets, dir string) (*envtest.Environment, *rest.Config, strin
 // configurations keep reaching it.
 type server struct {
 	bin, kubeconfig, dir, certDir string
+	goMemLimit                    string
 	addr, metricsAddr, pprofAddr  string
 	caBundle                      []byte
 	http                          *http.Client
@@ -116,6 +117,9 @@ func (s *server) start(ctx context.Context, mode string, profile bool) error {
 	cmd := exec.Command(s.bin, args...)
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	cmd.SysProcAttr = childAttrs()
+	if s.goMemLimit != "" {
+		cmd.Env = append(os.Environ(), "GOMEMLIMIT="+s.goMemLimit)
+	}
 	if err := cmd.Start(); err != nil {
 		return err
 	}

@@ -63,7 +63,11 @@ func (r *result) print(w io.Writer, o options) {
 	}
 	if r.held > 0 {
 		mib := func(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
-		fmt.Fprintf(w, "\n%d pods held by the termination-record finalizer (created in %s)\n\n", r.held, r.heldWall.Round(100*time.Millisecond))
+		limit := "no GOMEMLIMIT"
+		if o.goMemLimit != "" {
+			limit = "GOMEMLIMIT=" + o.goMemLimit
+		}
+		fmt.Fprintf(w, "\n%d pods held by the termination-record finalizer (created in %s), gracekeeper with %s\n\n", r.held, r.heldWall.Round(100*time.Millisecond), limit)
 		fmt.Fprintln(w, "| gracekeeper | before | with the held pods |")
 		fmt.Fprintln(w, "| --- | --- | --- |")
 		fmt.Fprintf(w, "| RSS (VmRSS) | %s | %s |\n", mib(r.before.rss), mib(r.after.rss))
