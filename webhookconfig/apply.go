@@ -125,9 +125,7 @@ func NarrowMutating(cfg *admissionregistrationv1.MutatingWebhookConfiguration, n
 	changed := false
 	for i := range cfg.Webhooks {
 		w := &cfg.Webhooks[i]
-		if t, ok := desired(w.Name, n, engine, w.NamespaceSelector, w.MatchConditions); ok {
-			changed = t.applyTo(&w.NamespaceSelector, &w.MatchConditions) || changed
-		}
+		changed = narrowOne(w.Name, &w.NamespaceSelector, &w.MatchConditions, n, engine) || changed
 	}
 	return changed
 }
@@ -138,11 +136,16 @@ func NarrowValidating(cfg *admissionregistrationv1.ValidatingWebhookConfiguratio
 	changed := false
 	for i := range cfg.Webhooks {
 		w := &cfg.Webhooks[i]
-		if t, ok := desired(w.Name, n, engine, w.NamespaceSelector, w.MatchConditions); ok {
-			changed = t.applyTo(&w.NamespaceSelector, &w.MatchConditions) || changed
-		}
+		changed = narrowOne(w.Name, &w.NamespaceSelector, &w.MatchConditions, n, engine) || changed
 	}
 	return changed
+}
+
+// narrowOne sets one webhook's selector and conditions (the two webhook
+// types share these fields but no Go type).
+func narrowOne(name string, nsSel **metav1.LabelSelector, conds *[]admissionregistrationv1.MatchCondition, n Narrowing, engine policies.Config) bool {
+	t, ok := desired(name, n, engine, *nsSel, *conds)
+	return ok && t.applyTo(nsSel, conds)
 }
 
 func (t target) applyTo(nsSel **metav1.LabelSelector, conds *[]admissionregistrationv1.MatchCondition) bool {

@@ -6,7 +6,6 @@ import (
 
 	"github.com/go-logr/logr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -98,29 +97,32 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	n := Compute(list.Items)
 	if name := r.opts.MutatingName; name != "" {
 		cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
-		if err := r.client.Get(ctx, client.ObjectKey{Name: name}, cfg); err != nil {
-			if !apierrors.IsNotFound(err) {
-				return reconcile.Result{}, err
-			}
-		} else if NarrowMutating(cfg, n, r.opts.Engine) {
-			if err := r.client.Update(ctx, cfg); err != nil {
-				return reconcile.Result{}, fmt.Errorf("narrowing MutatingWebhookConfiguration %s: %w", name, err)
-			}
-			r.log.Info("webhooks narrowed", "configuration", "MutatingWebhookConfiguration/"+name, "policies", len(list.Items))
+		if err := r.sync(ctx, "MutatingWebhookConfiguration", name, cfg, func() bool { return NarrowMutating(cfg, n, r.opts.Engine) }, len(list.Items)); err != nil {
+			return reconcile.Result{}, err
 		}
 	}
 	if name := r.opts.ValidatingName; name != "" {
 		cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-		if err := r.client.Get(ctx, client.ObjectKey{Name: name}, cfg); err != nil {
-			if !apierrors.IsNotFound(err) {
-				return reconcile.Result{}, err
-			}
-		} else if NarrowValidating(cfg, n, r.opts.Engine) {
-			if err := r.client.Update(ctx, cfg); err != nil {
-				return reconcile.Result{}, fmt.Errorf("narrowing ValidatingWebhookConfiguration %s: %w", name, err)
-			}
-			r.log.Info("webhooks narrowed", "configuration", "ValidatingWebhookConfiguration/"+name, "policies", len(list.Items))
+		if err := r.sync(ctx, "ValidatingWebhookConfiguration", name, cfg, func() bool { return NarrowValidating(cfg, n, r.opts.Engine) }, len(list.Items)); err != nil {
+			return reconcile.Result{}, err
 		}
 	}
 	return reconcile.Result{}, nil
+}
+
+// sync reads the configuration called name into cfg, narrows it and writes
+// it back only when narrow changed it. A configuration not there (not
+// installed yet, or uninstalled) is left alone: its creation is an event.
+func (r *Reconciler) sync(ctx context.Context, kind, name string, cfg client.Object, narrow func() bool, policies int) error {
+	if err := r.client.Get(ctx, client.ObjectKey{Name: name}, cfg); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if !narrow() {
+		return nil
+	}
+	if err := r.client.Update(ctx, cfg); err != nil {
+		return fmt.Errorf("narrowing %s %s: %w", kind, name, err)
+	}
+	r.log.Info("webhooks narrowed", "configuration", kind+"/"+name, "policies", policies)
+	return nil
 }
