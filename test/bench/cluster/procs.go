@@ -197,8 +197,8 @@ func (s *server) podReviews() (uint64, error) {
 	return n, nil
 }
 
-// memory reads gracekeeper's resident set (VmRSS, and its peak VmHWM) from
-// /proc and its Go heap in use from /metrics.
+// memory reads gracekeeper's resident set from /proc/PID/status and its Go
+// heap in use from /metrics.
 func (s *server) memory() (mem, error) {
 	var m mem
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
@@ -207,13 +207,19 @@ func (s *server) memory() (mem, error) {
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
-		if len(f) >= 2 && (f[0] == "VmRSS:" || f[0] == "VmHWM:") {
-			kb, _ := strconv.ParseUint(f[1], 10, 64)
-			if f[0] == "VmRSS:" {
-				m.rss = kb << 10
-			} else {
-				m.peak = kb << 10
-			}
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseUint(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			m.rss = kb << 10
+		case "VmHWM:":
+			m.peak = kb << 10
+		case "RssAnon:":
+			m.anon = kb << 10
+		case "RssFile:":
+			m.file = kb << 10
 		}
 	}
 	fams, err := s.metrics()
@@ -260,7 +266,10 @@ func counter(fams map[string]*metricFamily, family, name, value string) float64 
 	return n
 }
 
-type mem struct{ rss, peak, heap uint64 }
+// mem is gracekeeper's memory: the resident set, its peak, its anonymous
+// part (heap, stacks) and its file-backed part (the binary's mapped code and
+// read-only data), and the Go heap in use.
+type mem struct{ rss, peak, anon, file, heap uint64 }
 
 type metricFamily = dto.MetricFamily
 

@@ -71,6 +71,8 @@ func (r *result) print(w io.Writer, o options) {
 		fmt.Fprintln(w, "| gracekeeper | before | with the held pods |")
 		fmt.Fprintln(w, "| --- | --- | --- |")
 		fmt.Fprintf(w, "| RSS (VmRSS) | %s | %s |\n", mib(r.before.rss), mib(r.after.rss))
+		fmt.Fprintf(w, "| of which anonymous (RssAnon: heap, stacks) | %s | %s |\n", mib(r.before.anon), mib(r.after.anon))
+		fmt.Fprintf(w, "| of which file-backed (RssFile: the binary's code and read-only data) | %s | %s |\n", mib(r.before.file), mib(r.after.file))
 		fmt.Fprintf(w, "| peak RSS (VmHWM) | %s | %s |\n", mib(r.before.peak), mib(r.after.peak))
 		fmt.Fprintf(w, "| Go heap in use (go_memstats_heap_inuse_bytes) | %s | %s |\n", mib(r.before.heap), mib(r.after.heap))
 	}
