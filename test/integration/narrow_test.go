@@ -165,6 +165,43 @@ func TestNarrowedWebhooks(t *testing.T) {
 		}
 	})
 
+	t.Run("an event with nothing to change writes nothing", func(t *testing.T) {
+		mut := &admissionregistrationv1.MutatingWebhookConfiguration{}
+		val := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+		if err := env.c.Get(ctxFor(t), client.ObjectKey{Name: env.webhookName}, mut); err != nil {
+			t.Fatal(err)
+		}
+		// An annotation on the watched configuration is an event for the
+		// controller, which recomputes and finds nothing to write.
+		if err := env.c.Get(ctxFor(t), client.ObjectKey{Name: env.webhookName}, val); err != nil {
+			t.Fatal(err)
+		}
+		if val.Annotations == nil {
+			val.Annotations = map[string]string{}
+		}
+		val.Annotations["test.gracekeeper.dev/touched"] = scenario
+		if err := env.c.Update(ctxFor(t), val); err != nil {
+			t.Fatal(err)
+		}
+		// A write, were there one, follows the event within milliseconds.
+		// The API server keeps the resourceVersion of an update that changes
+		// nothing, so this catches a rewrite that changes the content (say,
+		// the chart's order of excluded namespaces against ours);
+		// TestNarrowValidating checks that no update is even sent.
+		time.Sleep(2 * time.Second)
+		after := &admissionregistrationv1.MutatingWebhookConfiguration{}
+		afterVal := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+		for _, o := range []client.Object{after, afterVal} {
+			if err := env.c.Get(ctxFor(t), client.ObjectKey{Name: env.webhookName}, o); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if after.ResourceVersion != mut.ResourceVersion || afterVal.ResourceVersion != val.ResourceVersion {
+			t.Errorf("rewritten with nothing to change: mutating %s -> %s, validating %s -> %s",
+				mut.ResourceVersion, after.ResourceVersion, val.ResourceVersion, afterVal.ResourceVersion)
+		}
+	})
+
 	// The selector moves from app=web to app=api.
 	eventually(t, "policy updated", func(ctx context.Context) (bool, string) {
 		cur := &v1alpha1.LifecyclePolicy{}
