@@ -122,30 +122,36 @@ func sameConditions(a, b []admissionregistrationv1.MatchCondition) bool {
 // NarrowMutating sets the narrowing on cfg's pod webhook; it reports
 // whether anything changed (nothing is written otherwise).
 func NarrowMutating(cfg *admissionregistrationv1.MutatingWebhookConfiguration, n Narrowing, engine policies.Config) bool {
-	changed := false
-	for i := range cfg.Webhooks {
-		w := &cfg.Webhooks[i]
-		changed = narrowOne(w.Name, &w.NamespaceSelector, &w.MatchConditions, n, engine) || changed
-	}
-	return changed
+	return narrowAll(cfg.Webhooks, func(w *admissionregistrationv1.MutatingWebhook) hookFields {
+		return hookFields{w.Name, &w.NamespaceSelector, &w.MatchConditions}
+	}, n, engine)
 }
 
 // NarrowValidating sets the narrowing on cfg's pod and workload webhooks,
 // never on the policy webhook; it reports whether anything changed.
 func NarrowValidating(cfg *admissionregistrationv1.ValidatingWebhookConfiguration, n Narrowing, engine policies.Config) bool {
-	changed := false
-	for i := range cfg.Webhooks {
-		w := &cfg.Webhooks[i]
-		changed = narrowOne(w.Name, &w.NamespaceSelector, &w.MatchConditions, n, engine) || changed
-	}
-	return changed
+	return narrowAll(cfg.Webhooks, func(w *admissionregistrationv1.ValidatingWebhook) hookFields {
+		return hookFields{w.Name, &w.NamespaceSelector, &w.MatchConditions}
+	}, n, engine)
 }
 
-// narrowOne sets one webhook's selector and conditions (the two webhook
-// types share these fields but no Go type).
-func narrowOne(name string, nsSel **metav1.LabelSelector, conds *[]admissionregistrationv1.MatchCondition, n Narrowing, engine policies.Config) bool {
-	t, ok := desired(name, n, engine, *nsSel, *conds)
-	return ok && t.applyTo(nsSel, conds)
+// hookFields are what narrowing sets on a webhook, which the mutating and
+// validating webhook types both have but share no Go type for.
+type hookFields struct {
+	name       string
+	nsSel      **metav1.LabelSelector
+	conditions *[]admissionregistrationv1.MatchCondition
+}
+
+func narrowAll[W any](ws []W, of func(*W) hookFields, n Narrowing, engine policies.Config) bool {
+	changed := false
+	for i := range ws {
+		f := of(&ws[i])
+		if t, ok := desired(f.name, n, engine, *f.nsSel, *f.conditions); ok {
+			changed = t.applyTo(f.nsSel, f.conditions) || changed
+		}
+	}
+	return changed
 }
 
 func (t target) applyTo(nsSel **metav1.LabelSelector, conds *[]admissionregistrationv1.MatchCondition) bool {
