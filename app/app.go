@@ -23,6 +23,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -256,6 +257,19 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, lg logr.Logger) error
 		if err := webhookconfig.Setup(mgr, o.narrowing(), lg.WithName("webhook-narrowing")); err != nil {
 			return err
 		}
+	} else if wo := o.widening(); wo.MutatingName != "" || wo.ValidatingName != "" {
+		// Narrowing off: undo one written before, once, on the leader
+		// (a RunnableFunc needs leader election). Uncached: nothing watches
+		// webhook configurations then, and the chart grants get/update only.
+		direct, err := client.New(cfg, client.Options{Scheme: scheme, Mapper: mgr.GetRESTMapper()})
+		if err != nil {
+			return err
+		}
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			return webhookconfig.Widen(ctx, direct, wo, lg.WithName("webhook-narrowing"))
+		})); err != nil {
+			return err
+		}
 	}
 	fo := o.Finalizer
 	fo.Registerer = reg
@@ -299,6 +313,12 @@ func cacheOptions(n webhookconfig.Options) cache.Options {
 		}
 	}
 	return o
+}
+
+// widening names the configurations to restore when narrowing is off.
+func (o Options) widening() webhookconfig.Options {
+	return webhookconfig.Options{MutatingName: o.Certs.MutatingWebhookConfiguration,
+		ValidatingName: o.Certs.ValidatingWebhookConfiguration, Engine: o.Engine()}
 }
 
 // narrowing is the narrowing controller's configuration; names are empty

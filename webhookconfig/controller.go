@@ -3,6 +3,7 @@ package webhookconfig
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/go-logr/logr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -123,6 +124,45 @@ func (r *Reconciler) sync(ctx context.Context, kind, name string, cfg client.Obj
 	if err := r.client.Update(ctx, cfg); err != nil {
 		return fmt.Errorf("narrowing %s %s: %w", kind, name, err)
 	}
-	r.log.Info("webhooks narrowed", "configuration", kind+"/"+name, "policies", policies)
+	r.log.Info("webhook configuration written", "configuration", kind+"/"+name, "policies", policies)
+	return nil
+}
+
+// Widen puts the named configurations back to what the chart renders (the
+// exclusions only, no condition of this package), once, and retries until it
+// has or ctx ends. Run on the leader when narrowing is off: Helm keeps
+// fields its templates never set, so without it a narrowing written before
+// would outlive the controller that kept it current, and a policy created
+// afterwards would never be called.
+func Widen(ctx context.Context, c client.Client, o Options, lg logr.Logger) error {
+	r := &Reconciler{opts: o, client: c, log: lg}
+	for {
+		err := r.widen(ctx)
+		if err == nil {
+			return nil
+		}
+		lg.Error(err, "restoring the unnarrowed webhook configurations; retrying")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(10 * time.Second):
+		}
+	}
+}
+
+func (r *Reconciler) widen(ctx context.Context) error {
+	var none Narrowing // no narrowing: the chart's superset
+	if name := r.opts.MutatingName; name != "" {
+		cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
+		if err := r.sync(ctx, "MutatingWebhookConfiguration", name, cfg, func() bool { return NarrowMutating(cfg, none, r.opts.Engine) }, 0); err != nil {
+			return err
+		}
+	}
+	if name := r.opts.ValidatingName; name != "" {
+		cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+		if err := r.sync(ctx, "ValidatingWebhookConfiguration", name, cfg, func() bool { return NarrowValidating(cfg, none, r.opts.Engine) }, 0); err != nil {
+			return err
+		}
+	}
 	return nil
 }
