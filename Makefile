@@ -16,7 +16,7 @@ GO_TEST_FLAGS      ?= -count=1
 export GRACEKEEPER_TEST_ASSETS := $(K8S_BIN)
 
 .PHONY: all build test unit lint manifests generate verify-generated demo test-assets \
-        bench docker-build e2e-kind e2e-local cluster-up cluster-down clean fuzz fuzz-short
+        bench bench-cluster docker-build e2e-kind e2e-local cluster-up cluster-down clean fuzz fuzz-short
 
 all: build
 
@@ -101,6 +101,10 @@ demo: build test-assets ## Start a local control plane, run gracekeeper against 
 
 bench: ## Handler benchmarks with their baselines (see README for the ratios).
 	go test -run '^$$' -bench . -benchmem ./webhook/...
+
+BENCH_CLUSTER_FLAGS ?=
+bench-cluster: build test-assets ## Pod creates through a real control plane: no admission, the in-process floor, gracekeeper per mode; then 10,000 held pods and gracekeeper's RSS (see README).
+	go run ./test/bench/cluster --gracekeeper $(BIN)/gracekeeper --assets $(K8S_BIN) $(BENCH_CLUSTER_FLAGS)
 
 clean:
 	rm -rf $(BIN)

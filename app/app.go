@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -22,6 +23,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -35,6 +37,7 @@ import (
 	"github.com/gracekeeper/gracekeeper/policies"
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 	"github.com/gracekeeper/gracekeeper/webhook"
+	"github.com/gracekeeper/gracekeeper/webhookconfig"
 )
 
 // CertMode says who writes the serving certificate files into CertDir.
@@ -84,6 +87,13 @@ type Options struct {
 	// configures it (Excluded and Registerer are filled in).
 	AuditEnabled bool
 	Audit        audit.Options
+	// PprofAddr serves net/http/pprof on this address (controller-runtime's
+	// pprof server); "" or "0" disables it. For profiling on loopback only.
+	PprofAddr string
+	// NarrowWebhooks keeps the pod webhooks of the configurations named in
+	// Certs (MutatingWebhookConfiguration, ValidatingWebhookConfiguration)
+	// narrowed to what the policies select (leader only; webhookconfig).
+	NarrowWebhooks bool
 }
 
 // Validate says what is wrong with o, naming the option and the serve flag
@@ -110,6 +120,16 @@ func (o Options) Validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("--cert-mode %q: must be self, certManager or files", o.CertMode))
+	}
+	if o.PprofAddr != "" && o.PprofAddr != "0" {
+		// pprof is unauthenticated and shows memory contents: loopback only.
+		host, _, err := net.SplitHostPort(o.PprofAddr)
+		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			errs = append(errs, fmt.Errorf("--pprof-bind-address %q: must be a loopback address and port, e.g. 127.0.0.1:6060", o.PprofAddr))
+		}
+	}
+	if o.NarrowWebhooks && o.Certs.MutatingWebhookConfiguration == "" && o.Certs.ValidatingWebhookConfiguration == "" {
+		errs = append(errs, errors.New("--narrow-webhooks needs the webhook configuration names (--mutating-webhook-config, --validating-webhook-config)"))
 	}
 	if _, err := webhook.ParseTLSVersion(o.Webhook.TLSMinVersion); o.Webhook.TLSMinVersion != "" && err != nil {
 		errs = append(errs, fmt.Errorf("--tls-min-version: %w", err))
@@ -174,12 +194,13 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, lg logr.Logger) error
 	mgr, err := manager.New(cfg, manager.Options{
 		Scheme: scheme,
 		Logger: lg,
-		Cache:  cacheOptions(),
+		Cache:  cacheOptions(o.narrowing()),
 		// /metrics, /healthz and /readyz are ours (webhook.Server and the
 		// metrics listener below, which uses controller-runtime's
 		// authentication filter), not controller-runtime's servers.
 		Metrics:                       metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:        "0",
+		PprofBindAddress:              o.PprofAddr,
 		LeaderElection:                o.LeaderElect,
 		LeaderElectionID:              "gracekeeper-leader",
 		LeaderElectionNamespace:       o.Namespace,
@@ -232,6 +253,24 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, lg logr.Logger) error
 			return err
 		}
 	}
+	if o.NarrowWebhooks {
+		if err := webhookconfig.Setup(mgr, o.narrowing(), lg.WithName("webhook-narrowing")); err != nil {
+			return err
+		}
+	} else if wo := o.widening(); wo.MutatingName != "" || wo.ValidatingName != "" {
+		// Narrowing off: undo one written before, once, on the leader
+		// (a RunnableFunc needs leader election). Uncached: nothing watches
+		// webhook configurations then, and the chart grants get/update only.
+		direct, err := client.New(cfg, client.Options{Scheme: scheme, Mapper: mgr.GetRESTMapper()})
+		if err != nil {
+			return err
+		}
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			return webhookconfig.Widen(ctx, direct, wo, lg.WithName("webhook-narrowing"))
+		})); err != nil {
+			return err
+		}
+	}
 	fo := o.Finalizer
 	fo.Registerer = reg
 	if err := finalizer.Setup(mgr, fo); err != nil {
@@ -265,10 +304,31 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, lg logr.Logger) error
 // cacheOptions: managed fields are dropped from everything cached; pods are
 // cached only with the finalize label, stripped (finalizer.CacheOptions), so
 // memory grows with the pods we hold a finalizer on, not with the cluster.
-func cacheOptions() cache.Options {
+func cacheOptions(n webhookconfig.Options) cache.Options {
 	o := finalizer.CacheOptions()
 	o.DefaultTransform = cache.TransformStripManagedFields()
+	if n.MutatingName != "" || n.ValidatingName != "" {
+		for obj, by := range n.CacheByObject() {
+			o.ByObject[obj] = by
+		}
+	}
 	return o
+}
+
+// widening names the configurations to restore when narrowing is off.
+func (o Options) widening() webhookconfig.Options {
+	return webhookconfig.Options{MutatingName: o.Certs.MutatingWebhookConfiguration,
+		ValidatingName: o.Certs.ValidatingWebhookConfiguration, Engine: o.Engine()}
+}
+
+// narrowing is the narrowing controller's configuration; names are empty
+// unless NarrowWebhooks is set, so nothing is watched then.
+func (o Options) narrowing() webhookconfig.Options {
+	if !o.NarrowWebhooks {
+		return webhookconfig.Options{}
+	}
+	return webhookconfig.Options{MutatingName: o.Certs.MutatingWebhookConfiguration,
+		ValidatingName: o.Certs.ValidatingWebhookConfiguration, Engine: o.Engine()}
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -58,7 +58,12 @@ func TestValidate(t *testing.T) {
 			wantErr: "needs the Secret and Service names"},
 		"self without webhook configs": {o: Options{Namespace: "gk", CertMode: CertModeSelf, Certs: certs.Options{SecretName: "s", ServiceName: "svc"}},
 			wantErr: "webhook configuration names"},
-		"bad TLS": {o: Options{Namespace: "gk", Webhook: webhook.Config{TLSMinVersion: "1.0"}}, wantErr: "TLS"},
+		"bad TLS":                {o: Options{Namespace: "gk", Webhook: webhook.Config{TLSMinVersion: "1.0"}}, wantErr: "TLS"},
+		"pprof on loopback":      {o: Options{Namespace: "gk", PprofAddr: "127.0.0.1:6060"}},
+		"pprof on every address": {o: Options{Namespace: "gk", PprofAddr: ":6060"}, wantErr: "--pprof-bind-address"},
+		"pprof on another host":  {o: Options{Namespace: "gk", PprofAddr: "10.0.0.1:6060"}, wantErr: "--pprof-bind-address"},
+		"narrow without names":   {o: Options{Namespace: "gk", NarrowWebhooks: true}, wantErr: "--narrow-webhooks needs"},
+		"narrow with names":      {o: Options{Namespace: "gk", NarrowWebhooks: true, Certs: certs.Options{MutatingWebhookConfiguration: "gk"}}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

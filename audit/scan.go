@@ -38,7 +38,10 @@ type Scope struct {
 // are left out: they will not be admitted again.
 func Scan(ctx context.Context, r client.Reader, set *policies.Set, nsOf Namespaces, scope Scope) ([]Item, error) {
 	var out []Item
-	var opts []client.ListOption
+	// The engine never modifies what it judges (policies.Decision), so the
+	// informer cache's objects are read in place: a deep copy of every pod
+	// per pass would be the pass's largest allocation.
+	opts := []client.ListOption{client.UnsafeDisableDeepCopy}
 	if scope.Namespace != "" {
 		opts = append(opts, client.InNamespace(scope.Namespace))
 	}

@@ -13,17 +13,20 @@ import (
 	"github.com/gracekeeper/gracekeeper/policies"
 )
 
-// strip is the audit cache's transform: it keeps what the engine reads (the
-// metadata selection and the gracekeeper.dev/* annotations need, and the pod
-// spec's containers, grace period and probes) and drops the rest before the
-// object is stored, so the cache's memory follows what is judged: status,
-// managed fields, other annotations (kubectl's last-applied copy), volumes,
-// env and mounts.
+// strip is the audit cache's transform: it keeps what the engine reads and
+// drops the rest before the object is stored, so the cache's memory follows
+// what is judged. Of metadata: names, UID, labels, finalizers (mutation
+// adds missing ones), deletion time, and the gracekeeper.dev/* and mirror-pod
+// annotations; of a pod spec (a pod's or a template's): the grace period
+// and, per container, its name, hooks, restart policy (native sidecars) and
+// the probes' own grace periods (policies/validate.go probeFindings).
+// Everything else (status, managed fields, owner references, kubectl's
+// last-applied copy, images, env, resources, ports, volumes, scheduling) goes.
 func strip(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *corev1.Pod:
 		stripMeta(&o.ObjectMeta)
-		stripSpec(&o.Spec)
+		o.Spec = compactSpec(&o.Spec)
 		o.Status = corev1.PodStatus{}
 	default:
 		if w, ok := obj.(runtime.Object); ok {
@@ -40,14 +43,16 @@ func strip(obj any) (any, error) {
 }
 
 // stripWorkload strips a workload of a kind in policies.Kinds: its metadata
-// and pod template as a pod's, and its status.
+// and pod template as a pod's, and its status. The rest of its spec stays:
+// a Job's selector and completion mode decide the labels its pods get
+// (policies/kinds.go jobPodLabels).
 func stripWorkload(k policies.Kind, o runtime.Object) {
 	if m, ok := o.(metav1.Object); ok {
 		stripMeta(m)
 	}
 	if t, _ := k.Template(o); t != nil {
 		stripMeta(&t.ObjectMeta)
-		stripSpec(&t.Spec)
+		t.Spec = compactSpec(&t.Spec)
 	}
 	// Every workload kind keeps what its controller observed in a Status
 	// field (the API conventions' spec/status split); no policy reads it.
@@ -65,22 +70,39 @@ func stripWorkload(k policies.Kind, o runtime.Object) {
 
 func stripMeta(m metav1.Object) {
 	m.SetManagedFields(nil)
+	m.SetOwnerReferences(nil)
 	annotations := m.GetAnnotations()
 	for k := range annotations {
-		if !strings.HasPrefix(k, "gracekeeper.dev/") {
+		if !strings.HasPrefix(k, "gracekeeper.dev/") && k != corev1.MirrorPodAnnotationKey {
 			delete(annotations, k)
 		}
 	}
 }
 
-func stripSpec(s *corev1.PodSpec) {
-	s.Volumes = nil
-	s.Affinity, s.Tolerations, s.TopologySpreadConstraints = nil, nil, nil
-	for _, cs := range [][]corev1.Container{s.Containers, s.InitContainers} {
-		for i := range cs {
-			c := &cs[i]
-			c.Env, c.EnvFrom, c.VolumeMounts, c.VolumeDevices = nil, nil, nil, nil
-			c.Args = nil
-		}
+// compactSpec is a new spec holding only what the engine reads of s, so
+// nothing else of the decoded object stays referenced.
+func compactSpec(s *corev1.PodSpec) corev1.PodSpec {
+	return corev1.PodSpec{TerminationGracePeriodSeconds: s.TerminationGracePeriodSeconds,
+		Containers: compactContainers(s.Containers), InitContainers: compactContainers(s.InitContainers)}
+}
+
+func compactContainers(cs []corev1.Container) []corev1.Container {
+	if len(cs) == 0 {
+		return nil
 	}
+	out := make([]corev1.Container, len(cs))
+	for i, c := range cs {
+		out[i] = corev1.Container{Name: c.Name, Lifecycle: c.Lifecycle, RestartPolicy: c.RestartPolicy,
+			LivenessProbe: probeGrace(c.LivenessProbe), StartupProbe: probeGrace(c.StartupProbe)}
+	}
+	return out
+}
+
+// probeGrace keeps of a probe only its own grace period, the one field the
+// engine reads of it.
+func probeGrace(p *corev1.Probe) *corev1.Probe {
+	if p == nil || p.TerminationGracePeriodSeconds == nil {
+		return nil
+	}
+	return &corev1.Probe{TerminationGracePeriodSeconds: p.TerminationGracePeriodSeconds}
 }

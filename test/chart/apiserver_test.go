@@ -46,6 +46,7 @@ import (
 	"github.com/gracekeeper/gracekeeper/test/chartrender"
 	"github.com/gracekeeper/gracekeeper/test/controlplane"
 	"github.com/gracekeeper/gracekeeper/webhook"
+	"github.com/gracekeeper/gracekeeper/webhookconfig"
 )
 
 const serviceAccount = "system:serviceaccount:" + chartrender.Namespace + ":gracekeeper"
@@ -378,7 +379,8 @@ func TestChartOnAPIServer(t *testing.T) {
 			CertMode:    app.CertModeSelf,
 			Certs: certs.Options{SecretName: "gracekeeper-tls", ServiceName: "gracekeeper",
 				MutatingWebhookConfiguration: "gracekeeper", ValidatingWebhookConfiguration: "gracekeeper"},
-			Finalizer: finalizer.Options{ReportingInstance: "chart-test"},
+			Finalizer:      finalizer.Options{ReportingInstance: "chart-test"},
+			NarrowWebhooks: true, // webhook.narrow, on by default
 		}
 		mctx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
@@ -433,6 +435,22 @@ func TestChartOnAPIServer(t *testing.T) {
 		})
 		if err != nil {
 			t.Errorf("the policy store never wrote policy status as the ServiceAccount")
+		}
+		// The narrowing controller watches the two configurations by name
+		// and updates them when a policy's selector narrows what it selects.
+		if err := admin.Patch(ctx, pol, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"match":{"podSelector":{"matchLabels":{"app":"narrowed"}}}}}`))); err != nil {
+			t.Fatal(err)
+		}
+		err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			var mwc admissionregistrationv1.MutatingWebhookConfiguration
+			if err := admin.Get(ctx, client.ObjectKey{Name: "gracekeeper"}, &mwc); err != nil {
+				return false, nil
+			}
+			conds := mwc.Webhooks[0].MatchConditions
+			return len(conds) == 1 && conds[0].Name == webhookconfig.ConditionName, nil
+		})
+		if err != nil {
+			t.Errorf("the narrowing controller never narrowed the MutatingWebhookConfiguration as the ServiceAccount")
 		}
 		// Ready means the policy informers listed and watched with the chart's RBAC.
 		pool := x509.NewCertPool()
@@ -542,6 +560,8 @@ func TestChartOnAPIServer(t *testing.T) {
 			"create leases in its namespace":        {authorizationv1.ResourceAttributes{Verb: "create", Group: "coordination.k8s.io", Resource: "leases", Namespace: chartrender.Namespace}, true},
 			"update leases in its namespace":        {authorizationv1.ResourceAttributes{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: chartrender.Namespace, Name: "gracekeeper.dev"}, true},
 			"update its own mutating configuration": {authorizationv1.ResourceAttributes{Verb: "update", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Name: "gracekeeper"}, true},
+			"watch its own webhook configuration":   {authorizationv1.ResourceAttributes{Verb: "watch", Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations", Name: "gracekeeper"}, true},
+			"watch all webhook configurations":      {authorizationv1.ResourceAttributes{Verb: "watch", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations"}, false},
 			"update its own Secret":                 {authorizationv1.ResourceAttributes{Verb: "update", Resource: "secrets", Namespace: chartrender.Namespace, Name: "gracekeeper-tls"}, true},
 			"watch namespaces":                      {authorizationv1.ResourceAttributes{Verb: "watch", Resource: "namespaces"}, true},
 			"leases in another namespace":           {authorizationv1.ResourceAttributes{Verb: "create", Group: "coordination.k8s.io", Resource: "leases", Namespace: "kube-system"}, false},

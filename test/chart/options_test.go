@@ -137,3 +137,28 @@ func TestServiceAccountValues(t *testing.T) {
 		})
 	}
 }
+
+// TestGoMemLimitFromTheLimit: by default the Go GC's soft limit is the
+// container's memory limit, read through the downward API; goMemLimit:
+// false leaves it out (and a GOMEMLIMIT in extraEnv replaces it,
+// TestExtraArgsAndEnv).
+func TestGoMemLimitFromTheLimit(t *testing.T) {
+	c := deploymentOf(t, render(t, nil)).Spec.Template.Spec.Containers[0]
+	var found bool
+	for _, e := range c.Env {
+		if e.Name == "GOMEMLIMIT" {
+			found = true
+			if e.ValueFrom == nil || e.ValueFrom.ResourceFieldRef == nil || e.ValueFrom.ResourceFieldRef.Resource != "limits.memory" ||
+				e.ValueFrom.ResourceFieldRef.ContainerName != c.Name {
+				t.Errorf("GOMEMLIMIT %+v: want the container's limits.memory", e)
+			}
+		}
+	}
+	if !found || c.Resources.Limits.Memory().IsZero() {
+		t.Errorf("env %+v, memory limit %v: want GOMEMLIMIT from a set memory limit", c.Env, c.Resources.Limits.Memory())
+	}
+	off := deploymentOf(t, render(t, map[string]any{"goMemLimit": false})).Spec.Template.Spec.Containers[0]
+	if len(off.Env) != 1 {
+		t.Errorf("goMemLimit false: env %+v, want POD_NAME alone", off.Env)
+	}
+}

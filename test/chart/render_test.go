@@ -334,11 +334,20 @@ func TestCertificateModes(t *testing.T) {
 	if got := secretRules(t, cm); len(got) != 0 {
 		t.Errorf("certManager mode needs no secret access, got %+v", got)
 	}
-	var crCM rbacv1.ClusterRole
-	into(t, find(t, cm, "ClusterRole", "gracekeeper"), &crCM)
-	for _, r := range crCM.Rules {
-		if slices.Contains(r.APIGroups, "admissionregistration.k8s.io") {
-			t.Error("certManager mode must not let gracekeeper write webhook configurations")
+	// cert-manager injects the caBundle; gracekeeper reaches its own two
+	// configurations by name only: to keep them narrowed (webhook.narrow, on
+	// by default: list and watch too) or to restore them once (get, update).
+	cmWide := render(t, map[string]any{"certificates": map[string]any{"mode": "certManager"}, "webhook": map[string]any{"narrow": false}})
+	for objs, verbs := range map[*[]*unstructured.Unstructured][]string{
+		&cm:     {"get", "list", "watch", "update", "patch"},
+		&cmWide: {"get", "update", "patch"},
+	} {
+		var crCM rbacv1.ClusterRole
+		into(t, find(t, *objs, "ClusterRole", "gracekeeper"), &crCM)
+		for _, r := range crCM.Rules {
+			if slices.Contains(r.APIGroups, "admissionregistration.k8s.io") && (!slices.Equal(r.ResourceNames, []string{"gracekeeper"}) || !slices.Equal(r.Verbs, verbs)) {
+				t.Errorf("webhook configurations: %+v, want %v on its own by name", r, verbs)
+			}
 		}
 	}
 }

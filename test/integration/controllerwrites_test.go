@@ -2,13 +2,10 @@ package integration
 
 import (
 	"context"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
@@ -29,28 +26,7 @@ import (
 // workload route so far.
 func (g *gracekeeper) workloadReviews(t *testing.T) uint64 {
 	t.Helper()
-	resp, err := g.http.Get(g.metricsURL)
-	if err != nil {
-		t.Fatalf("scrape /metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/metrics: %s", resp.Status)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
-	var n uint64
-	for _, m := range families["gracekeeper_webhook_request_duration_seconds"].GetMetric() {
-		for _, l := range m.GetLabel() {
-			if l.GetName() == "route" && l.GetValue() == webhook.RouteValidateWorkloads {
-				n += m.GetHistogram().GetSampleCount()
-			}
-		}
-	}
-	return n
+	return g.reviews(t)[webhook.RouteValidateWorkloads]
 }
 
 // TestControllerWritesPass: workloads created before a Deny policy that

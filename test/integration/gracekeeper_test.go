@@ -31,7 +31,9 @@ type gracekeeper struct {
 	done       chan error
 }
 
-func startGracekeeper(ctx context.Context, cfg *rest.Config, certDir, host string, port int, namespace string) *gracekeeper {
+// webhookConfig names the chart's two webhook configurations, which
+// gracekeeper keeps narrowed to the policies (as the chart runs it).
+func startGracekeeper(ctx context.Context, cfg *rest.Config, certDir, host string, port int, namespace, webhookConfig string) *gracekeeper {
 	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	g := &gracekeeper{baseURL: "https://" + addr, done: make(chan error, 1)}
 	// Metrics on their own loopback port, plain HTTP (the opt-in mode): the
@@ -46,7 +48,9 @@ func startGracekeeper(ctx context.Context, cfg *rest.Config, certDir, host strin
 		Namespace:          namespace,
 		ExcludedNamespaces: []string{"kube-system", "kube-node-lease"},
 		CertMode:           app.CertModeFiles, // envtest writes the serving pair
+		NarrowWebhooks:     true,
 	}
+	o.Certs.MutatingWebhookConfiguration, o.Certs.ValidatingWebhookConfiguration = webhookConfig, webhookConfig
 	go func() { g.done <- app.Run(ctx, cfg, o, logr.Discard()) }()
 	return g
 }

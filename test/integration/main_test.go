@@ -111,7 +111,7 @@ func startSuite() (*suite, func(), error) {
 
 	wio := cp.WebhookInstallOptions
 	runCtx, stopGK := context.WithCancel(context.Background())
-	gk := startGracekeeper(runCtx, cfg, wio.LocalServingCertDir, wio.LocalServingHost, wio.LocalServingPort, ownNamespace)
+	gk := startGracekeeper(runCtx, cfg, wio.LocalServingCertDir, wio.LocalServingHost, wio.LocalServingPort, ownNamespace, install.WebhookConfigName)
 	stops = append(stops, func() { stopGK(); gk.wait() })
 	if err := gk.waitReady(ctx, wio.LocalServingCAData); err != nil {
 		return nil, stop, err
@@ -153,6 +153,9 @@ func installWebhooks(ctx context.Context, c client.Client, opts install.Options,
 		return "", err
 	}
 	for _, o := range []client.Object{mut, val} {
+		if o.GetName() != install.WebhookConfigName {
+			return "", fmt.Errorf("the chart renders %s %s, gracekeeper narrows %s", o.GetObjectKind().GroupVersionKind().Kind, o.GetName(), install.WebhookConfigName)
+		}
 		if err := c.Create(ctx, o); err != nil {
 			return "", err
 		}

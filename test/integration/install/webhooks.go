@@ -18,6 +18,10 @@ import (
 // exclude it, so gracekeeper can never block its own pods.
 const Namespace = chartrender.Namespace
 
+// WebhookConfigName is the name of both webhook configurations the chart
+// renders for its release (the release's full name).
+const WebhookConfigName = chartrender.ReleaseName
+
 // IgnoreLabel on a namespace keeps gracekeeper out of it (the chart's default
 // webhook.ignoreLabel).
 const IgnoreLabel = "gracekeeper.dev/ignore"
