@@ -37,6 +37,8 @@ type Reconciler struct {
 	opts    Options
 	metrics *Metrics
 	retries *retries
+	// exitMemo: what this replica did for exits still being retried.
+	exitMemo *exitMemo
 }
 
 // NewReconciler builds the reconciler. c reads pods (a cached client is
@@ -51,7 +53,7 @@ func NewReconciler(c client.Client, reader client.Reader, opts Options) (*Reconc
 	if err != nil {
 		return nil, fmt.Errorf("finalizer: register metrics: %w", err)
 	}
-	return &Reconciler{client: c, reader: reader, opts: opts, metrics: m, retries: newRetries(opts.BackoffBase, opts.BackoffMax)}, nil
+	return &Reconciler{client: c, reader: reader, opts: opts, metrics: m, retries: newRetries(opts.BackoffBase, opts.BackoffMax), exitMemo: newExitMemo()}, nil
 }
 
 // Metrics returns the reconciler's counters.
@@ -61,6 +63,13 @@ func (r *Reconciler) Metrics() *Metrics { return r.metrics }
 // leader when the manager has leader election on, so two replicas never work
 // on the same pod. The manager's cache must be built with CacheOptions().
 func Setup(mgr manager.Manager, opts Options) error {
+	if opts.Logs == nil {
+		l, err := NewLogReader(mgr.GetConfig())
+		if err != nil {
+			return fmt.Errorf("finalizer: log reader: %w", err)
+		}
+		opts.Logs = l
+	}
 	r, err := NewReconciler(mgr.GetClient(), mgr.GetAPIReader(), opts)
 	if err != nil {
 		return err
@@ -84,9 +93,18 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 	if err != nil {
 		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).Named(CleanupControllerName).For(&corev1.Pod{}, deleted).
+	err = ctrl.NewControllerManagedBy(mgr).Named(CleanupControllerName).For(&corev1.Pod{}, deleted).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.CleanupWorkers}).
 		Complete(reconcile.Func(r.reconcileCleanups))
+	if err != nil {
+		return err
+	}
+	// Container exits of running pods, from the same informer: no webhook
+	// on pod UPDATE, only pods whose status shows a terminated instance.
+	return ctrl.NewControllerManagedBy(mgr).Named(ExitsControllerName).
+		For(&corev1.Pod{}, builder.WithPredicates(predicate.NewPredicateFuncs(hasExits))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.ExitWorkers}).
+		Complete(reconcile.Func(r.reconcileExits))
 }
 
 // Reconcile implements reconcile.Reconciler.

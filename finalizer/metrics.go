@@ -18,6 +18,13 @@ type Metrics struct {
 	// to the log instead, by record (termination, cleanup_abandoned) and
 	// reason (namespace_terminating, forbidden, rejected, unavailable).
 	Unwritten *prometheus.CounterVec
+	// Exits counts container exits of running pods recorded, by reason
+	// (the same bounded set as Terminations).
+	Exits *prometheus.CounterVec
+	// ExitsMissed counts exits seen only as a gap in the restart count.
+	ExitsMissed prometheus.Counter
+	// ExitCleanups counts exit cleanup POSTs and give-ups, by result.
+	ExitCleanups *prometheus.CounterVec
 }
 
 // NewMetrics builds the counters and registers them on reg (nil: not
@@ -45,6 +52,18 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "gracekeeper", Subsystem: "finalizer", Name: "records_unwritten_total",
 			Help: "Records (termination, cleanup_abandoned) the API server did not take as an Event, written to the log instead, by reason (namespace_terminating, forbidden, rejected, unavailable). The finalizer was removed all the same.",
 		}, []string{"record", "reason"}),
+		Exits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "gracekeeper", Name: "container_exits_total",
+			Help: "Container exits of running pods recorded (in-place restarts included), by reason (Completed, Error, OOMKilled, ..., Other).",
+		}, []string{"reason"}),
+		ExitsMissed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "gracekeeper", Name: "container_exits_missed_total",
+			Help: "Container exits that were never recorded because the kubelet no longer showed them (restart count gaps), e.g. while gracekeeper was not running.",
+		}),
+		ExitCleanups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "gracekeeper", Name: "container_exit_cleanups_total",
+			Help: "Cleanup POSTs for container exits (cleanup.on: ContainerExit) and give-ups, by result (success, failure, abandoned).",
+		}, []string{"result"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -55,6 +74,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m.Pods = register(reg, m.Pods, &err)
 	m.Cleanups = register(reg, m.Cleanups, &err)
 	m.Unwritten = register(reg, m.Unwritten, &err)
+	m.Exits = register(reg, m.Exits, &err)
+	m.ExitsMissed = register(reg, m.ExitsMissed, &err)
+	m.ExitCleanups = register(reg, m.ExitCleanups, &err)
 	return m, err
 }
 
