@@ -180,9 +180,10 @@ func cutFront(s string, n int) string {
 }
 
 // tailOf bounds a log read: at most lines lines and MaxLogTailBytes bytes,
-// the last ones, whole lines where possible. full says whether raw may be
-// cut at the read limit (then its end is not the log's end).
+// the last ones, whole lines where possible. raw as long as readLimit was
+// cut by it (its end is then not the log's end): that is marked truncated.
 func tailOf(raw []byte, lines int, readLimit int) LogTail {
+	cut := readLimit > 0 && len(raw) >= readLimit
 	raw = bytes.TrimRight(raw, "\n")
 	if len(raw) == 0 {
 		return LogTail{}
@@ -210,7 +211,7 @@ func tailOf(raw []byte, lines int, readLimit int) LogTail {
 			keep = 1
 		}
 	}
-	if readLimit > 0 && len(raw) >= readLimit {
+	if cut {
 		out.Truncated = true
 	}
 	out.Lines, out.Text = keep, strings.ToValidUTF8(text, "?")
