@@ -136,21 +136,39 @@ func (s *suite) waitRollout(t *testing.T, ns, name string) {
 	}
 }
 
-// restartLeader deletes the gracekeeper pod that holds the leader lease and
-// returns its name: the other replica (or the replacement) takes over.
-func (s *suite) restartLeader(t *testing.T) string {
+// killLeader deletes the gracekeeper pod that holds the leader lease with
+// grace 0 (SIGKILL: no drain, the lease is not released) and waits until
+// another replica holds the lease, which it may take only once the lease
+// has expired.
+func (s *suite) killLeader(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
 	relNS := env("GRACEKEEPER_E2E_NAMESPACE", "gracekeeper-system")
-	l, err := s.cs.CoordinationV1().Leases(relNS).Get(ctx, "gracekeeper-leader", metav1.GetOptions{})
-	if err != nil || l.Spec.HolderIdentity == nil {
-		t.Fatalf("leader lease: %v", err)
+	holder := func() string {
+		l, err := s.cs.CoordinationV1().Leases(relNS).Get(ctx, "gracekeeper-leader", metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil {
+			return ""
+		}
+		pod, _, _ := strings.Cut(*l.Spec.HolderIdentity, "_")
+		return pod
 	}
-	pod, _, _ := strings.Cut(*l.Spec.HolderIdentity, "_")
-	if err := s.cs.CoreV1().Pods(relNS).Delete(ctx, pod, metav1.DeleteOptions{}); err != nil {
-		t.Fatalf("delete leader pod %s: %v", pod, err)
+	old := holder()
+	if old == "" {
+		t.Fatal("no leader holds the lease gracekeeper-leader")
 	}
-	return pod
+	start := time.Now()
+	if err := s.cs.CoreV1().Pods(relNS).Delete(ctx, old, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+		t.Fatalf("delete leader pod %s: %v", old, err)
+	}
+	var now string
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
+		now = holder()
+		return now != "" && now != old, nil
+	})
+	if err != nil {
+		t.Fatalf("no new leader after %s was killed", old)
+	}
+	t.Logf("leader %s killed; %s leads %v later", old, now, time.Since(start).Round(100*time.Millisecond))
 }
 
 // exitEvent waits for the record of one container exit, on the pod.
@@ -212,8 +230,9 @@ func TestContainerExits(t *testing.T) {
 	oom := s.podOf(t, "app=oom")
 
 	first := s.exitEvent(t, oom, "app", 0, 2*time.Minute)
-	// Mid-way, between the first and the second OOM kill: the leader goes.
-	t.Logf("restarting the leader %s", s.restartLeader(t))
+	// Mid-way, between the first and the second OOM kill (the kubelet's
+	// first back-off is 10 s): the leader dies and another takes over.
+	s.killLeader(t)
 	second := s.exitEvent(t, oom, "app", 1, 3*time.Minute)
 	for i, ev := range []*corev1.Event{first, second} {
 		for _, want := range []string{"exited with 137 OOMKilled SIGKILL", "memory limit 32Mi", fmt.Sprintf("restart count %d", i),
@@ -266,8 +285,37 @@ func TestContainerExits(t *testing.T) {
 			t.Logf("cleanup body for %s: exit %d %s, log %+v", key, b.Exit.ExitCode, b.Exit.Reason, b.Exit.Log)
 		}
 	}
-	got, _ := s.cs.CoreV1().Pods(s.ns).Get(ctx, oom.Name, metav1.GetOptions{})
-	t.Logf("exits annotation of %s: %s (restart count %d)", oom.Name, got.Annotations[finalizer.AnnotationExits], got.Status.ContainerStatuses[0].RestartCount)
+	// None lost: every exit up to the last one done has its record, for
+	// the crash loop too, and none says an earlier one was missed.
+	for _, p := range []*corev1.Pod{oom, crash} {
+		got, err := s.cs.CoreV1().Pods(s.ns).Get(ctx, p.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var done map[string]int32
+		_ = json.Unmarshal([]byte(got.Annotations[finalizer.AnnotationExits]), &done)
+		last, ok := done["app"]
+		t.Logf("%s: restart count %d, exits done up to #%d (annotation %s)", p.Name, got.Status.ContainerStatuses[0].RestartCount, last, got.Annotations[finalizer.AnnotationExits])
+		if !ok {
+			t.Errorf("%s: no exits annotation", p.Name)
+		}
+		for r := int32(0); r <= last; r++ {
+			ev, err := s.cs.CoreV1().Events(s.ns).Get(ctx, finalizer.ExitEventName(p, "app", r), metav1.GetOptions{})
+			switch {
+			case err != nil:
+				t.Errorf("%s: exit #%d is marked done but has no record: %v", p.Name, r, err)
+			case strings.Contains(ev.Message, "not recorded") || ev.Count != 1:
+				t.Errorf("%s: exit #%d record (count %d): %q", p.Name, r, ev.Count, ev.Message)
+			}
+			key := fmt.Sprintf("%s/app/%d", p.UID, r)
+			if n := sink.calls(key); n != 1 {
+				t.Errorf("cleanup calls for exit %s: %d, want 1", key, n)
+			}
+			if b := sink.body(key); b != nil && b.Exit != nil && b.Exit.FinishedAt != nil && ev != nil {
+				t.Logf("%s exit #%d: finished %s, recorded %s", p.Name, r, b.Exit.FinishedAt.UTC().Format(time.TimeOnly), ev.FirstTimestamp.UTC().Format(time.TimeOnly))
+			}
+		}
+	}
 
 	// Let the deletion cleanups reach the sink before it closes.
 	if err := s.cs.AppsV1().Deployments(s.ns).Delete(ctx, "oom", metav1.DeleteOptions{}); err != nil {
