@@ -64,7 +64,8 @@ const (
 // TransformPod keeps only what the controller reads: identity, the
 // controller owner reference, pod-template-hash, the finalizers, deletion
 // time and grace, the policy and finalizer names of the cleanup annotation,
-// the node, container names (and which init containers are sidecars), the
+// the node, the restart policies, container names (and which init
+// containers are sidecars), the
 // exits annotation's entries for those containers, and each container's
 // restart count, the end of its container ID, its current end (exit code,
 // signal, reason, finish time, container ID; no message) and of its last
@@ -117,12 +118,14 @@ func TransformPod(obj any) (any, error) {
 	}
 	out.Spec.NodeName = pod.Spec.NodeName
 	out.Spec.TerminationGracePeriodSeconds = pod.Spec.TerminationGracePeriodSeconds
+	// Whether the kubelet restarts a container that ended (observedExits).
+	out.Spec.RestartPolicy = pod.Spec.RestartPolicy
 	if len(pod.Spec.Containers) > MaxCachedContainers || len(pod.Spec.InitContainers) > MaxCachedContainers ||
 		len(pod.Status.ContainerStatuses) > MaxCachedContainers || len(pod.Status.InitContainerStatuses) > MaxCachedContainers {
 		truncated = true
 	} else {
 		for _, c := range pod.Spec.Containers {
-			out.Spec.Containers = append(out.Spec.Containers, corev1.Container{Name: c.Name})
+			out.Spec.Containers = append(out.Spec.Containers, corev1.Container{Name: c.Name, RestartPolicy: c.RestartPolicy})
 		}
 		for _, c := range pod.Spec.InitContainers {
 			out.Spec.InitContainers = append(out.Spec.InitContainers, corev1.Container{Name: c.Name, RestartPolicy: c.RestartPolicy})

@@ -32,6 +32,7 @@ const MaxCachedPodBytes = 40 << 10
 // a cleanup annotation of the given size, 1,000 labels and 100 owners.
 func hostilePod(n, cleanupBytes int) *corev1.Pod {
 	p := deletedPod(30, "node-a", nil)
+	p.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
 	p.Name = strings.Repeat("p", 253)
 	p.Namespace = strings.Repeat("n", 63)
 	p.Annotations = map[string]string{"gracekeeper.dev/anything": strings.Repeat("x", 256<<10)}
@@ -73,6 +74,7 @@ func hostilePod(n, cleanupBytes int) *corev1.Pod {
 		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: name, Image: strings.Repeat("i", 1000),
 			Env: []corev1.EnvVar{{Name: "BIG", Value: strings.Repeat("e", 4096)}}})
 		p.Spec.Containers[i].Resources = hostileResources()
+		p.Spec.Containers[i].RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
 		p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{Name: name, State: st, LastTerminationState: st,
 			RestartCount: 1 << 30, ContainerID: strings.Repeat("c", 100), Image: strings.Repeat("i", 1000)})
 		p.Spec.InitContainers = append(p.Spec.InitContainers, corev1.Container{Name: "i" + name[1:], RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways),

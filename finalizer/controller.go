@@ -402,7 +402,7 @@ func (r *Reconciler) writeRecord(ctx context.Context, w *work, kind string, e ev
 	r.metrics.Unwritten.WithLabelValues(kind, reason).Inc()
 	kv := []any{"record", kind, "refusal", reason, "namespace", w.pod.Namespace, "pod", w.pod.Name,
 		"owner", w.owner, "event", e.name, "eventReason", e.reason, "eventType", e.typ, "message", e.message}
-	w.logger.Error(err, "record not written as an Event; it is logged here and the finalizer removed", append(kv, fields...)...)
+	w.logger.Error(err, "record not written as an Event; it is logged here instead and nothing waits for it", append(kv, fields...)...)
 	return written{recorded: true}
 }
 

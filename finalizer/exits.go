@@ -119,9 +119,13 @@ func (e observedExit) key(pod *corev1.Pod) string {
 // instance restartCount. Once the next instance exists, lastState is
 // instance restartCount-1. An exit the kubelet could only infer
 // (ContainerStatusUnknown) has no container ID and an incremented count.
+// The current instance's end counts only when the kubelet will start the
+// container again: else it is the container's final end, which the
+// termination record reports when the pod is deleted (and the kubelet
+// reports a pod's terminal phase only after its containers stopped, so the
+// phase alone cannot tell: pkg/kubelet/kubelet_pods.go, generateAPIPodStatus).
 // For a deleted pod, or one whose phase is Succeeded or Failed, only
-// lastState counts: the current instance's end is the pod's end, which the
-// termination record reports when the pod is deleted.
+// lastState counts.
 func observedExits(pod *corev1.Pod) []observedExit {
 	var out []observedExit
 	cs := exitContainers(pod)
@@ -141,7 +145,7 @@ func observedExits(pod *corev1.Pod) []observedExit {
 				mine = append(mine, observedExit{container: c, restart: inst, t: lt, previous: true})
 			}
 		}
-		if t := s.State.Terminated; t != nil && !podEnded(pod) {
+		if t := s.State.Terminated; t != nil && !podEnded(pod) && restarts(pod, c, t) {
 			if len(mine) == 0 || mine[0].restart < s.RestartCount {
 				mine = append(mine, observedExit{container: c, restart: s.RestartCount, t: t})
 			}
@@ -212,4 +216,21 @@ const (
 // podEnded: deleted, or in a terminal phase (no container will run again).
 func podEnded(pod *corev1.Pod) bool {
 	return pod.DeletionTimestamp != nil || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
+}
+
+// restarts: the kubelet starts the container again after this end: the
+// container's own restartPolicy (native sidecars: Always), else the pod's
+// (Always when unset; OnFailure only after a failure).
+func restarts(pod *corev1.Pod, c *exitContainer, t *corev1.ContainerStateTerminated) bool {
+	policy := pod.Spec.RestartPolicy
+	if c.spec != nil && c.spec.RestartPolicy != nil {
+		policy = corev1.RestartPolicy(*c.spec.RestartPolicy)
+	}
+	switch policy {
+	case corev1.RestartPolicyNever:
+		return false
+	case corev1.RestartPolicyOnFailure:
+		return t.ExitCode != 0
+	}
+	return true
 }

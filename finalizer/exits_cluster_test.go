@@ -281,3 +281,68 @@ func TestExitStateForgedStaysInItsPod(t *testing.T) {
 		t.Errorf("container_exits_total{Error} = %v, want 2", n)
 	}
 }
+
+// TestExitCleanupGivesUp: an exit cleanup is given up, with a Warning and
+// nothing called, giveUpAfterSeconds after the exit, or at once when the same
+// container has exited again since (the newer exit gets its own call); a
+// failing one is retried until it answers, and only then is the exit done.
+func TestExitCleanupGivesUp(t *testing.T) {
+	c := cluster(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	ep := &endpoint{bodies: map[string][]CleanupRequest{}, keys: map[string][]string{}, calls: map[string]*atomic.Int32{}}
+	ep.down.Store(true)
+	srv := httpsServer(t, ep)
+	pol := &v1alpha1.LifecyclePolicy{ObjectMeta: metav1.ObjectMeta{Name: "exits-" + ns}, Spec: v1alpha1.LifecyclePolicySpec{
+		Cleanup: &v1alpha1.Cleanup{Finalizer: "example.com/scratch", URL: srv.URL + "/down", TimeoutSeconds: 1, GiveUpAfterSeconds: ptr.To[int64](600),
+			On: []v1alpha1.CleanupTrigger{v1alpha1.CleanupOnDeletion, v1alpha1.CleanupOnContainerExit}}}}
+	if err := c.Create(ctx, pol); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(ctx, pol) })
+	rec := policies.CleanupRecord{Policy: pol.Name, Finalizer: "example.com/scratch"}
+	reg := prometheus.NewRegistry()
+	startManager(t, Options{Registerer: reg, HTTPClient: srv.Client(), BackoffBase: 100 * time.Millisecond, BackoffMax: 500 * time.Millisecond}, nil)
+	old := createPod(t, ns, podSpec{name: "old", node: "node-a", grace: 30, finalizers: []string{rec.Finalizer}, cleanup: cleanupJSON(t, rec)})
+	twice := createPod(t, ns, podSpec{name: "twice", node: "node-a", grace: 30, finalizers: []string{rec.Finalizer}, cleanup: cleanupJSON(t, rec)})
+	// An exit an hour old: past giveUpAfterSeconds (600) already.
+	exitStatus(t, old, corev1.ContainerStatus{ContainerID: cid("b"), RestartCount: 1, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
+		LastTerminationState: corev1.ContainerState{Terminated: ended(1, "Error", cid("a"), time.Now().Add(-time.Hour))}})
+	// Two exits visible at once: #0 is superseded by #1.
+	exitStatus(t, twice, corev1.ContainerStatus{ContainerID: cid("b"), RestartCount: 1,
+		State:                corev1.ContainerState{Terminated: ended(2, "Error", cid("b"), time.Now())},
+		LastTerminationState: corev1.ContainerState{Terminated: ended(1, "Error", cid("a"), time.Now())}})
+	abandoned := func(p *corev1.Pod, restart int32) bool {
+		for _, e := range ourEvents(t, ns) {
+			if e.Name == ExitAbandonEventName(p, rec.Finalizer, "web", restart) && e.Reason == "CleanupAbandoned" && e.Type == corev1.EventTypeWarning {
+				return true
+			}
+		}
+		return false
+	}
+	waitFor(t, "the old exit's cleanup is given up", func() bool { return abandoned(old, 0) })
+	waitFor(t, "the old pod's exit is done", func() bool { return podAnnotation(t, old, AnnotationExits) == `{"web":0}` })
+	waitFor(t, "the superseded exit's cleanup is given up", func() bool { return abandoned(twice, 0) })
+	waitFor(t, "the newer exit is tried", func() bool { return ep.count("/down") >= 2 })
+	if got := podAnnotation(t, twice, AnnotationExits); got != "" {
+		t.Errorf("exits annotation %q while the newer exit's cleanup fails, want none", got)
+	}
+	ep.down.Store(false)
+	waitFor(t, "the newer exit is done once its cleanup answers", func() bool { return podAnnotation(t, twice, AnnotationExits) == `{"web":1}` })
+	ep.mu.Lock()
+	for _, k := range ep.keys["/down"] {
+		if k != fmt.Sprintf("%s/web/1", twice.UID) {
+			t.Errorf("called with key %s: only exit #1 of %s may be called", k, twice.Name)
+		}
+	}
+	ep.mu.Unlock()
+	if n := counter(t, reg, "gracekeeper_container_exit_cleanups_total", map[string]string{"result": "abandoned"}); n != 2 {
+		t.Errorf("abandoned exit cleanups = %v, want 2", n)
+	}
+	if n := counter(t, reg, "gracekeeper_container_exit_cleanups_total", map[string]string{"result": "success"}); n != 1 {
+		t.Errorf("successful exit cleanups = %v, want 1", n)
+	}
+	if n := len(exitEvents(t, ns)); n != 0 {
+		t.Errorf("%d exit records for pods without the termination-record finalizer", n)
+	}
+}

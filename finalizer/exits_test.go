@@ -83,6 +83,24 @@ func TestObservedExits(t *testing.T) {
 		pod  *corev1.Pod
 		want string
 	}{succeeded, ""}
+	never := runningPod(corev1.ContainerStatus{ContainerID: cid("a"), State: corev1.ContainerState{Terminated: ended(137, "OOMKilled", cid("a"), t0)}})
+	never.Spec.RestartPolicy = corev1.RestartPolicyNever
+	cases["restartPolicy Never, phase still Running: a final end, the termination record's"] = struct {
+		pod  *corev1.Pod
+		want string
+	}{never, ""}
+	onFailure := runningPod(corev1.ContainerStatus{ContainerID: cid("a"), State: corev1.ContainerState{Terminated: ended(1, "Error", cid("a"), t0)}})
+	onFailure.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
+	cases["restartPolicy OnFailure, failed: restarted"] = struct {
+		pod  *corev1.Pod
+		want string
+	}{onFailure, "app#0 code=1 prev=false sup=false"}
+	done := onFailure.DeepCopy()
+	done.Status.ContainerStatuses[0].State.Terminated.ExitCode = 0
+	cases["restartPolicy OnFailure, completed: a final end"] = struct {
+		pod  *corev1.Pod
+		want string
+	}{done, ""}
 	withInit := runningPod(corev1.ContainerStatus{State: running, ContainerID: cid("a")})
 	withInit.Spec.InitContainers = []corev1.Container{{Name: "setup"}, {Name: "proxy", RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways)}}
 	withInit.Status.InitContainerStatuses = []corev1.ContainerStatus{
@@ -116,6 +134,8 @@ func TestTransformKeepsExitFields(t *testing.T) {
 		State:                corev1.ContainerState{Terminated: ended(3, "Error", cid("b"), t0)},
 		LastTerminationState: corev1.ContainerState{Terminated: ended(137, "OOMKilled", cid("a"), t0)}})
 	pod.Annotations = map[string]string{AnnotationExits: `{"app":6,"gone":9}`}
+	pod.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
+	pod.Spec.Containers[0].RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
 	out, _ := TransformPod(pod.DeepCopy())
 	p := out.(*corev1.Pod)
 	s := p.Status.ContainerStatuses[0]
@@ -132,6 +152,8 @@ func TestTransformKeepsExitFields(t *testing.T) {
 			s.LastTerminationState.Terminated.ContainerID != s.ContainerID,
 		"the exits annotation, for the pod's containers only": p.Annotations[AnnotationExits] == `{"app":6}`,
 		"no termination message":                              s.State.Terminated != nil && s.State.Terminated.Message == "",
+		"the pod's restartPolicy":                             p.Spec.RestartPolicy == corev1.RestartPolicyOnFailure,
+		"a container's restartPolicy":                         p.Spec.Containers[0].RestartPolicy != nil && *p.Spec.Containers[0].RestartPolicy == corev1.ContainerRestartPolicyAlways,
 	}
 	for what, ok := range checks {
 		if !ok {

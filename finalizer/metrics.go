@@ -15,7 +15,8 @@ type Metrics struct {
 	Pods         *prometheus.CounterVec // by cause
 	Cleanups     *prometheus.CounterVec // by result: success, failure, abandoned
 	// Unwritten counts records that could not be written as Events and went
-	// to the log instead, by record (termination, cleanup_abandoned) and
+	// to the log instead, by record (termination, cleanup_abandoned,
+	// container_exit) and
 	// reason (namespace_terminating, forbidden, rejected, unavailable).
 	Unwritten *prometheus.CounterVec
 	// Exits counts container exits of running pods recorded, by reason
@@ -50,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"result"}),
 		Unwritten: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "gracekeeper", Subsystem: "finalizer", Name: "records_unwritten_total",
-			Help: "Records (termination, cleanup_abandoned) the API server did not take as an Event, written to the log instead, by reason (namespace_terminating, forbidden, rejected, unavailable). The finalizer was removed all the same.",
+			Help: "Records (termination, cleanup_abandoned, container_exit) the API server did not take as an Event, written to the log instead, by reason (namespace_terminating, forbidden, rejected, unavailable). The finalizer was removed, or the exit marked done, all the same.",
 		}, []string{"record", "reason"}),
 		Exits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "gracekeeper", Name: "container_exits_total",

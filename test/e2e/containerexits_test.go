@@ -120,6 +120,9 @@ func (s *suite) withHostAlias(t *testing.T, ip string) {
 	t.Cleanup(func() { set(nil) })
 }
 
+// waitRollout waits until the Deployment's pods are all of its current
+// template, none of the old ones is left (a terminating old pod still
+// leads while it drains), and one of the new ones holds the leader lease.
 func (s *suite) waitRollout(t *testing.T, ns, name string) {
 	t.Helper()
 	err := wait.PollUntilContextTimeout(context.Background(), time.Second, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -128,11 +131,33 @@ func (s *suite) waitRollout(t *testing.T, ns, name string) {
 			return false, nil
 		}
 		want := ptr.Deref(d.Spec.Replicas, 1)
-		return d.Status.ObservedGeneration >= d.Generation && d.Status.UpdatedReplicas == want &&
-			d.Status.ReadyReplicas == want && d.Status.Replicas == want, nil
+		if d.Status.ObservedGeneration < d.Generation || d.Status.UpdatedReplicas != want || d.Status.ReadyReplicas != want || d.Status.Replicas != want {
+			return false, nil
+		}
+		sel, _ := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+		pods, err := s.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+		if err != nil || int32(len(pods.Items)) != want {
+			return false, nil
+		}
+		l, err := s.cs.CoordinationV1().Leases(ns).Get(ctx, "gracekeeper-leader", metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil {
+			return false, nil
+		}
+		holder, _, _ := strings.Cut(*l.Spec.HolderIdentity, "_")
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp != nil {
+				return false, nil
+			}
+		}
+		for _, p := range pods.Items {
+			if p.Name == holder {
+				return true, nil
+			}
+		}
+		return false, nil
 	})
 	if err != nil {
-		t.Fatalf("deployment %s/%s never rolled out", ns, name)
+		t.Fatalf("deployment %s/%s never rolled out with a new leader", ns, name)
 	}
 }
 
