@@ -128,16 +128,26 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 // reconcileCleanups is the cleanup controller's Reconcile: the cleanup
 // steps only, on at most Options.CleanupWorkers pods at once.
 func (r *Reconciler) reconcileCleanups(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	pod := &corev1.Pod{}
-	if err := r.client.Get(ctx, req.NamespacedName, pod); err != nil {
-		return reconcile.Result{}, client.IgnoreNotFound(err)
-	}
-	pod, err := r.readFull(ctx, pod)
-	if err != nil {
-		return reconcile.Result{}, client.IgnoreNotFound(err)
+	pod, err := r.cachedPod(ctx, req.NamespacedName)
+	if err != nil || pod == nil {
+		return reconcile.Result{}, err
 	}
 	after, err := r.finish(ctx, pod, false, cleanupSteps)
 	return reconcile.Result{RequeueAfter: after}, err
+}
+
+// cachedPod reads the pod from the cache, or from the API server when the
+// cached copy was cut at a cap; nil when it is gone.
+func (r *Reconciler) cachedPod(ctx context.Context, key types.NamespacedName) (*corev1.Pod, error) {
+	pod := &corev1.Pod{}
+	if err := r.client.Get(ctx, key, pod); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	pod, err := r.readFull(ctx, pod)
+	if err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	return pod, nil
 }
 
 // finish does what can be done now for one pod and removes the finalizers

@@ -90,13 +90,9 @@ func hasExits(o client.Object) bool {
 
 // reconcileExits is the exits controller's Reconcile.
 func (r *Reconciler) reconcileExits(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	pod := &corev1.Pod{}
-	if err := r.client.Get(ctx, req.NamespacedName, pod); err != nil {
-		return reconcile.Result{}, client.IgnoreNotFound(err)
-	}
-	pod, err := r.readFull(ctx, pod)
-	if err != nil {
-		return reconcile.Result{}, client.IgnoreNotFound(err)
+	pod, err := r.cachedPod(ctx, req.NamespacedName)
+	if err != nil || pod == nil {
+		return reconcile.Result{}, err
 	}
 	if !ownedFinalizers(pod).any() || len(pendingExits(pod, parseExitState(pod.Annotations[AnnotationExits]))) == 0 {
 		return reconcile.Result{}, nil

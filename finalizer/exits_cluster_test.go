@@ -133,13 +133,21 @@ func TestContainerExitsExactlyOnce(t *testing.T) {
 		return reg, startManager(t, Options{Registerer: reg, HTTPClient: srv.Client(), Logs: logs}, nil)
 	}
 	reg, stop := run()
+	// expect waits for the record of exit #restart and for the pod to say
+	// it is done, and returns the record.
+	expect := func(restart int32) corev1.Event {
+		t.Helper()
+		name := ExitEventName(p, "web", restart)
+		waitFor(t, fmt.Sprintf("exit #%d is recorded", restart), func() bool { _, ok := exitEvents(t, ns)[name]; return ok })
+		done := fmt.Sprintf(`{"web":%d}`, restart)
+		waitFor(t, "the exits annotation says "+done, func() bool { return podAnnotation(t, p, AnnotationExits) == done })
+		return exitEvents(t, ns)[name]
+	}
 
 	// 1. OOM-killed, waiting out its back-off: exit #0.
 	exitStatus(t, p, corev1.ContainerStatus{ContainerID: cid("a"), State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}},
 		LastTerminationState: corev1.ContainerState{Terminated: ended(137, "OOMKilled", cid("a"), now)}})
-	first := ExitEventName(p, "web", 0)
-	waitFor(t, "the OOM kill is recorded", func() bool { _, ok := exitEvents(t, ns)[first]; return ok })
-	ev := exitEvents(t, ns)[first]
+	ev := expect(0)
 	for _, want := range []string{"OOMKilled", "memory limit 64Mi", "restart count 0", "last 3 log line(s):\nweb log line 7\nweb log line 8\nweb log line 9"} {
 		if !strings.Contains(ev.Message, want) {
 			t.Errorf("exit Event message %q lacks %q", ev.Message, want)
@@ -148,7 +156,6 @@ func TestContainerExitsExactlyOnce(t *testing.T) {
 	if ev.Reason != "OOMKilled" || ev.InvolvedObject.Kind != "Pod" || ev.InvolvedObject.UID != p.UID || ev.Type != corev1.EventTypeWarning {
 		t.Errorf("exit Event %s %s about %s/%s, want Warning OOMKilled about the pod", ev.Type, ev.Reason, ev.InvolvedObject.Kind, ev.InvolvedObject.Name)
 	}
-	waitFor(t, "the exits annotation says #0 is done", func() bool { return podAnnotation(t, p, AnnotationExits) == `{"web":0}` })
 	// The restarted instance runs: the same exit, now one instance back.
 	exitStatus(t, p, corev1.ContainerStatus{ContainerID: cid("b"), RestartCount: 1, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
 		LastTerminationState: corev1.ContainerState{Terminated: ended(137, "OOMKilled", cid("a"), now)}})
@@ -159,10 +166,7 @@ func TestContainerExitsExactlyOnce(t *testing.T) {
 	exitStatus(t, p, corev1.ContainerStatus{ContainerID: cid("c"), RestartCount: 2, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
 		LastTerminationState: corev1.ContainerState{Terminated: ended(3, "Error", cid("b"), now)}})
 	reg2, stop2 := run()
-	second := ExitEventName(p, "web", 1)
-	waitFor(t, "the exit 3 is recorded after the restart", func() bool { _, ok := exitEvents(t, ns)[second]; return ok })
-	waitFor(t, "the exits annotation says #1 is done", func() bool { return podAnnotation(t, p, AnnotationExits) == `{"web":1}` })
-	if m := exitEvents(t, ns)[second].Message; !strings.Contains(m, "exited with 3 Error") || strings.Contains(m, "earlier exit") {
+	if m := expect(1).Message; !strings.Contains(m, "exited with 3 Error") || strings.Contains(m, "earlier exit") {
 		t.Errorf("second exit's message %q", m)
 	}
 	stop2()
@@ -171,12 +175,9 @@ func TestContainerExitsExactlyOnce(t *testing.T) {
 	exitStatus(t, p, corev1.ContainerStatus{ContainerID: cid("e"), RestartCount: 4, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
 		LastTerminationState: corev1.ContainerState{Terminated: ended(1, "Error", cid("d"), now)}})
 	reg3, stop3 := run()
-	fourth := ExitEventName(p, "web", 3)
-	waitFor(t, "the last exit is recorded", func() bool { _, ok := exitEvents(t, ns)[fourth]; return ok })
-	if m := exitEvents(t, ns)[fourth].Message; !strings.Contains(m, "1 earlier exit(s) of this container were not recorded") {
+	if m := expect(3).Message; !strings.Contains(m, "1 earlier exit(s) of this container were not recorded") {
 		t.Errorf("fourth exit's message %q does not say one exit was missed", m)
 	}
-	waitFor(t, "the exits annotation says #3 is done", func() bool { return podAnnotation(t, p, AnnotationExits) == `{"web":3}` })
 	time.Sleep(time.Second)
 	stop3()
 

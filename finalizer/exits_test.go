@@ -46,10 +46,11 @@ func exitsOf(pod *corev1.Pod) string {
 func TestObservedExits(t *testing.T) {
 	running := corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(t0)}}
 	backoff := corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}
-	cases := map[string]struct {
+	type exitCase struct {
 		pod  *corev1.Pod
 		want string
-	}{
+	}
+	cases := map[string]exitCase{
 		"never exited": {runningPod(corev1.ContainerStatus{State: running, ContainerID: cid("a")}), ""},
 		"first exit, just seen": {runningPod(corev1.ContainerStatus{ContainerID: cid("a"),
 			State: corev1.ContainerState{Terminated: ended(137, "OOMKilled", cid("a"), t0)}}), "app#0 code=137 prev=false sup=false"},
@@ -73,44 +74,26 @@ func TestObservedExits(t *testing.T) {
 		State:                corev1.ContainerState{Terminated: ended(143, "Error", cid("b"), t0)},
 		LastTerminationState: corev1.ContainerState{Terminated: ended(137, "OOMKilled", cid("a"), t0)}})
 	deleted.DeletionTimestamp = ptr.To(metav1.NewTime(t0))
-	cases["deleted: the current end is the termination record's"] = struct {
-		pod  *corev1.Pod
-		want string
-	}{deleted, "app#0 code=137 prev=true sup=false"}
+	cases["deleted: the current end is the termination record's"] = exitCase{deleted, "app#0 code=137 prev=true sup=false"}
 	succeeded := runningPod(corev1.ContainerStatus{ContainerID: cid("a"), State: corev1.ContainerState{Terminated: ended(0, "Completed", cid("a"), t0)}})
 	succeeded.Status.Phase = corev1.PodSucceeded
-	cases["pod succeeded: its end is the termination record's"] = struct {
-		pod  *corev1.Pod
-		want string
-	}{succeeded, ""}
+	cases["pod succeeded: its end is the termination record's"] = exitCase{succeeded, ""}
 	never := runningPod(corev1.ContainerStatus{ContainerID: cid("a"), State: corev1.ContainerState{Terminated: ended(137, "OOMKilled", cid("a"), t0)}})
 	never.Spec.RestartPolicy = corev1.RestartPolicyNever
-	cases["restartPolicy Never, phase still Running: a final end, the termination record's"] = struct {
-		pod  *corev1.Pod
-		want string
-	}{never, ""}
+	cases["restartPolicy Never, phase still Running: a final end, the termination record's"] = exitCase{never, ""}
 	onFailure := runningPod(corev1.ContainerStatus{ContainerID: cid("a"), State: corev1.ContainerState{Terminated: ended(1, "Error", cid("a"), t0)}})
 	onFailure.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
-	cases["restartPolicy OnFailure, failed: restarted"] = struct {
-		pod  *corev1.Pod
-		want string
-	}{onFailure, "app#0 code=1 prev=false sup=false"}
+	cases["restartPolicy OnFailure, failed: restarted"] = exitCase{onFailure, "app#0 code=1 prev=false sup=false"}
 	done := onFailure.DeepCopy()
 	done.Status.ContainerStatuses[0].State.Terminated.ExitCode = 0
-	cases["restartPolicy OnFailure, completed: a final end"] = struct {
-		pod  *corev1.Pod
-		want string
-	}{done, ""}
+	cases["restartPolicy OnFailure, completed: a final end"] = exitCase{done, ""}
 	withInit := runningPod(corev1.ContainerStatus{State: running, ContainerID: cid("a")})
 	withInit.Spec.InitContainers = []corev1.Container{{Name: "setup"}, {Name: "proxy", RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways)}}
 	withInit.Status.InitContainerStatuses = []corev1.ContainerStatus{
 		{Name: "setup", ContainerID: cid("c"), State: corev1.ContainerState{Terminated: ended(0, "Completed", cid("c"), t0)}},
 		{Name: "proxy", ContainerID: cid("e"), RestartCount: 1, State: running, LastTerminationState: corev1.ContainerState{Terminated: ended(0, "Completed", cid("d"), t0)}},
 	}
-	cases["init container completed (not an exit worth a record), sidecar restarted"] = struct {
-		pod  *corev1.Pod
-		want string
-	}{withInit, "proxy#0 code=0 prev=true sup=false"}
+	cases["init container completed (not an exit worth a record), sidecar restarted"] = exitCase{withInit, "proxy#0 code=0 prev=true sup=false"}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			if got := exitsOf(tc.pod); got != tc.want {
