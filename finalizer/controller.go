@@ -37,8 +37,8 @@ type Reconciler struct {
 	opts    Options
 	metrics *Metrics
 	retries *retries
-	// exitMemo: what this replica did for exits still being retried.
-	exitMemo *exitMemo
+	// memo: what this replica already did for work still being retried.
+	memo *memo
 }
 
 // NewReconciler builds the reconciler. c reads pods (a cached client is
@@ -53,7 +53,7 @@ func NewReconciler(c client.Client, reader client.Reader, opts Options) (*Reconc
 	if err != nil {
 		return nil, fmt.Errorf("finalizer: register metrics: %w", err)
 	}
-	return &Reconciler{client: c, reader: reader, opts: opts, metrics: m, retries: newRetries(opts.BackoffBase, opts.BackoffMax), exitMemo: newExitMemo()}, nil
+	return &Reconciler{client: c, reader: reader, opts: opts, metrics: m, retries: newRetries(opts.BackoffBase, opts.BackoffMax), memo: newMemo()}, nil
 }
 
 // Metrics returns the reconciler's counters.
@@ -113,6 +113,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err := r.client.Get(ctx, req.NamespacedName, pod); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.retries.done(req.NamespacedName)
+			r.memo.forgetPod(req.NamespacedName)
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, err
@@ -326,6 +327,12 @@ func (r *Reconciler) cleanupStep(ctx context.Context, w *work, c policies.Cleanu
 	if due := r.retries.due(w.key, w.pod.UID, t.finalizer); !w.released && w.now.Before(due) {
 		return outcome{requeue: due.Sub(w.now)}
 	}
+	// Answered already, by this replica: the finalizer patch failed, or the
+	// cache has not seen it yet. Only remove the finalizer.
+	step := deletionStepPrefix(w.key) + string(w.pod.UID) + "/" + t.finalizer
+	if r.memo.called(step) {
+		return outcome{remove: []string{t.finalizer}}
+	}
 	timeout := t.timeout
 	if !giveUpAt.IsZero() {
 		timeout = min(timeout, giveUpAt.Sub(w.now))
@@ -335,6 +342,7 @@ func (r *Reconciler) cleanupStep(ctx context.Context, w *work, c policies.Cleanu
 		r.metrics.Cleanups.WithLabelValues("success").Inc()
 		w.logger.Info("cleanup done", "finalizer", t.finalizer, "policy", t.policy)
 		r.retries.done(w.key, t.finalizer)
+		r.memo.markCalled(step)
 		return outcome{remove: []string{t.finalizer}}
 	}
 	r.metrics.Cleanups.WithLabelValues("failure").Inc()

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -173,7 +174,7 @@ func (r *Reconciler) exits(ctx context.Context, pod *corev1.Pod) (time.Duration,
 		} else {
 			for _, e := range pending {
 				if v, ok := next[e.container.name]; ok && e.restart <= v {
-					r.exitMemo.forget(e.key(pod))
+					r.memo.forget(e.key(pod))
 				}
 			}
 		}
@@ -195,7 +196,7 @@ func (r *Reconciler) exit(ctx context.Context, x *exitWork, e observedExit, miss
 	key := e.key(pod)
 	rec := buildExitRecord(e, missed)
 	if x.set.record && x.set.logLines > 0 {
-		rec.Log = r.exitMemo.log(key, func() *LogTail { return r.readLogTail(ctx, pod, e, x.set.logLines) })
+		rec.Log = r.memo.log(key, func() *LogTail { return r.readLogTail(ctx, pod, e, x.set.logLines) })
 	}
 	if x.set.record {
 		w := x.work
@@ -226,54 +227,37 @@ func (r *Reconciler) exit(ctx context.Context, x *exitWork, e observedExit, miss
 }
 
 // exitCleanup calls one exit cleanup for one exit: POST, retry with backoff,
-// give up giveUpAfterSeconds after the exit or as soon as the same container
-// has exited again (that exit gets its own call).
+// give up giveUpAfterSeconds after the exit. Once the same container has
+// exited again, the exit gets one more try, at once, and is given up if that
+// fails: a failing endpoint never holds back the records of later exits.
 func (r *Reconciler) exitCleanup(ctx context.Context, x *exitWork, e observedExit, rec ExitRecord, t target) outcome {
 	key := e.key(x.pod)
 	step := "exit/" + key + "/" + t.finalizer
-	if r.exitMemo.called(step) {
+	if r.memo.called(step) {
 		return outcome{}
 	}
 	var giveUpAt time.Time
 	if t.giveUp > 0 && !e.t.FinishedAt.IsZero() {
 		giveUpAt = e.t.FinishedAt.Add(t.giveUp)
 	}
-	why := ""
-	switch {
-	case e.superseded:
-		why = "the container exited again before it was answered"
-	case !giveUpAt.IsZero() && !x.now.Before(giveUpAt):
-		why = fmt.Sprintf("got no 2xx answer within giveUpAfterSeconds %d of the exit", int64(t.giveUp/time.Second))
+	if !giveUpAt.IsZero() && !x.now.Before(giveUpAt) {
+		return r.abandonExit(ctx, x, e, t, step, fmt.Sprintf("got no 2xx answer within giveUpAfterSeconds %d of the exit", int64(t.giveUp/time.Second)))
 	}
-	if why != "" {
-		msg := fmt.Sprintf("pod %s: cleanup %s (policy %q, %s) for the exit of container %s (restart count %d) %s; given up",
-			x.pod.Name, t.finalizer, t.policy, t.url, e.container.name, e.restart, why)
-		res := r.writeRecord(ctx, &x.work, recordAbandon, eventSpec{
-			name: ExitAbandonEventName(x.pod, t.finalizer, e.container.name, e.restart), reason: "CleanupAbandoned",
-			typ: corev1.EventTypeWarning, action: "Cleanup", message: msg,
-		}, "finalizer", t.finalizer, "policy", t.policy, "container", e.container.name, "restartCount", e.restart)
-		if res.retry > 0 || res.err != nil {
-			return outcome{requeue: res.retry, errs: errs(res.err)}
-		}
-		if res.recorded {
-			r.metrics.ExitCleanups.WithLabelValues("abandoned").Inc()
-		}
-		r.exitMemo.markCalled(step)
-		return outcome{}
-	}
-	if due := r.retries.due(x.key, x.pod.UID, step); x.now.Before(due) {
+	if due := r.retries.due(x.key, x.pod.UID, step); x.now.Before(due) && !e.superseded {
 		return outcome{requeue: due.Sub(x.now)}
 	}
 	timeout := t.timeout
 	if !giveUpAt.IsZero() {
 		timeout = min(timeout, giveUpAt.Sub(x.now))
 	}
-	end := rec.end()
 	req := CleanupRequest{IdempotencyKey: key, Policy: t.policy, Finalizer: t.finalizer,
 		Namespace: x.pod.Namespace, Name: x.pod.Name, UID: x.pod.UID, Owner: x.owner, Node: x.pod.Spec.NodeName,
-		Cause: CauseContainerExit, Containers: []ContainerEnd{end}, Exit: &rec}
+		Cause: CauseContainerExit, Containers: []ContainerEnd{rec.end()}, Exit: &rec}
 	if err := post(ctx, r.opts.HTTPClient, t.url, timeout, req); err != nil {
 		r.metrics.ExitCleanups.WithLabelValues("failure").Inc()
+		if e.superseded {
+			return r.abandonExit(ctx, x, e, t, step, fmt.Sprintf("failed again after the container exited again (%v)", err))
+		}
 		d, _ := r.retries.failed(x.key, x.pod.UID, step, x.now)
 		if !giveUpAt.IsZero() {
 			d = min(d, max(giveUpAt.Sub(r.opts.Clock.Now()), time.Millisecond))
@@ -284,8 +268,28 @@ func (r *Reconciler) exitCleanup(ctx context.Context, x *exitWork, e observedExi
 	}
 	r.metrics.ExitCleanups.WithLabelValues("success").Inc()
 	r.retries.done(x.key, step)
-	r.exitMemo.markCalled(step)
+	r.memo.markCalled(step)
 	x.logger.Info("exit cleanup done", "finalizer", t.finalizer, "policy", t.policy, "container", e.container.name, "restartCount", e.restart)
+	return outcome{}
+}
+
+// abandonExit gives one exit cleanup up, with a Warning on the pod (an
+// Event, else the log).
+func (r *Reconciler) abandonExit(ctx context.Context, x *exitWork, e observedExit, t target, step, why string) outcome {
+	msg := fmt.Sprintf("pod %s: cleanup %s (policy %q, %s) for the exit of container %s (restart count %d) %s; given up",
+		x.pod.Name, t.finalizer, t.policy, t.url, e.container.name, e.restart, why)
+	res := r.writeRecord(ctx, &x.work, recordAbandon, eventSpec{
+		name: ExitAbandonEventName(x.pod, t.finalizer, e.container.name, e.restart), reason: "CleanupAbandoned",
+		typ: corev1.EventTypeWarning, action: "Cleanup", message: msg,
+	}, "finalizer", t.finalizer, "policy", t.policy, "container", e.container.name, "restartCount", e.restart)
+	if res.retry > 0 || res.err != nil {
+		return outcome{requeue: res.retry, errs: errs(res.err)}
+	}
+	if res.recorded {
+		r.metrics.ExitCleanups.WithLabelValues("abandoned").Inc()
+	}
+	r.retries.done(x.key, step)
+	r.memo.markCalled(step)
 	return outcome{}
 }
 
@@ -318,9 +322,24 @@ func (r *Reconciler) readLogTail(ctx context.Context, pod *corev1.Pod, e observe
 	if !same {
 		return &LogTail{Unavailable: "the container restarted again before its log was read"}
 	}
-	t := tailOf(raw, int(lines), maxLogReadBytes)
+	t := logBody(raw, int(lines))
 	return &t
 }
+
+// logBody is the tail of a log response, or why there is none when the
+// body is the kubelet's message that the instance's log is gone.
+func logBody(raw []byte, lines int) LogTail {
+	if msg := strings.TrimSpace(string(raw)); strings.HasPrefix(msg, kubeletLogGone) && !strings.Contains(msg, "\n") {
+		return LogTail{Unavailable: "the kubelet no longer has this instance's log (" + truncate(msg, 160) + ")"}
+	}
+	return tailOf(raw, lines, maxLogReadBytes)
+}
+
+// kubeletLogGone starts what the kubelet writes into the log stream, after
+// answering 200, when the container's runtime status or log is gone (the
+// kubelet keeps one dead instance per container):
+// pkg/kubelet/kuberuntime/kuberuntime_container.go, GetContainerLogs.
+const kubeletLogGone = "unable to retrieve container logs for "
 
 // aggregateOnOwner keeps one Event per pod and container on the pod's
 // owner (the Deployment of a ReplicaSet's pod): its count is the number of
@@ -406,24 +425,25 @@ func hash32(s string) string {
 	return strconv.FormatUint(uint64(h.Sum32()), 16)
 }
 
-// exitMemo keeps, per pending exit, what must not be done twice by this
-// replica while the exit is retried: the log it read and the cleanups that
-// answered. Entries go when the exit is marked done in the pod; it is
-// bounded, and losing it (a restart) means at most one more log read and
-// one more POST with the same idempotency key.
-type exitMemo struct {
+// memo keeps what this replica must not do twice while the work is
+// retried or the cache lags behind its own writes: per pending exit the log
+// it read and the cleanups that answered, and per deleted pod the cleanup
+// calls that answered. Entries go when the exit is marked done in the pod or
+// the pod is gone; it is bounded, and losing it (a restart) means at most one
+// more log read and one more POST with the same idempotency key.
+type memo struct {
 	mu    sync.Mutex
 	logs  map[string]*LogTail
 	calls map[string]bool
 }
 
-const maxExitMemo = 4096
+const maxMemo = 4096
 
-func newExitMemo() *exitMemo {
-	return &exitMemo{logs: map[string]*LogTail{}, calls: map[string]bool{}}
+func newMemo() *memo {
+	return &memo{logs: map[string]*LogTail{}, calls: map[string]bool{}}
 }
 
-func (m *exitMemo) log(key string, read func() *LogTail) *LogTail {
+func (m *memo) log(key string, read func() *LogTail) *LogTail {
 	m.mu.Lock()
 	l, ok := m.logs[key]
 	m.mu.Unlock()
@@ -432,35 +452,52 @@ func (m *exitMemo) log(key string, read func() *LogTail) *LogTail {
 	}
 	l = read()
 	m.mu.Lock()
-	if len(m.logs) < maxExitMemo {
+	if len(m.logs) < maxMemo {
 		m.logs[key] = l
 	}
 	m.mu.Unlock()
 	return l
 }
 
-func (m *exitMemo) called(step string) bool {
+func (m *memo) called(step string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.calls[step]
 }
 
-func (m *exitMemo) markCalled(step string) {
+func (m *memo) markCalled(step string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.calls) < maxExitMemo {
+	if len(m.calls) < maxMemo {
 		m.calls[step] = true
 	}
 }
 
-// forget drops what belongs to one exit (its key prefixes its steps).
-func (m *exitMemo) forget(key string) {
+// forget drops what belongs to one exit: its log, and the steps its key
+// names ("exit/<key>/...").
+func (m *memo) forget(key string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.logs, key)
+	m.dropPrefix("exit/" + key + "/")
+}
+
+// forgetPod drops the deletion calls of a pod that is gone.
+func (m *memo) forgetPod(key types.NamespacedName) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.dropPrefix(deletionStepPrefix(key))
+}
+
+func (m *memo) dropPrefix(prefix string) {
 	for s := range m.calls {
-		if len(s) > len(key)+5 && s[5:5+len(key)] == key {
+		if strings.HasPrefix(s, prefix) {
 			delete(m.calls, s)
 		}
 	}
+}
+
+// deletionStepPrefix prefixes the memo steps of one pod's deletion calls.
+func deletionStepPrefix(key types.NamespacedName) string {
+	return "deletion/" + key.Namespace + "/" + key.Name + "/"
 }

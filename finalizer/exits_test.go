@@ -228,6 +228,20 @@ func TestLogTailBounded(t *testing.T) {
 	}
 }
 
+// TestKubeletLogGone: when the kubelet no longer has the instance's log it
+// answers 200 with its error as the body; the record says the log is
+// unavailable instead of showing that as a log line.
+func TestKubeletLogGone(t *testing.T) {
+	lt := logBody([]byte("unable to retrieve container logs for containerd://"+strings.Repeat("a", 64)), 5)
+	if lt.Lines != 0 || !strings.Contains(lt.Unavailable, "no longer has this instance's log") {
+		t.Errorf("kubelet's error body taken as %+v", lt)
+	}
+	lt = logBody([]byte("starting\nunable to retrieve container logs for x\n"), 5)
+	if lt.Unavailable != "" || lt.Lines != 2 {
+		t.Errorf("a log that merely contains the phrase: %+v", lt)
+	}
+}
+
 func lastN(s string, n int) string {
 	if len(s) > n {
 		return s[len(s)-n:]
