@@ -30,7 +30,7 @@ type CleanupRequest struct {
 	Cause      Cause          `json:"cause"`
 	Containers []ContainerEnd `json:"containers"`
 	// Exit is the container exit this call is for (cause ContainerExit,
-	// cleanup.on: ContainerExit); its IdempotencyKey is "<uid>/<container>/<restartCount>".
+	// cleanup.when: ContainerExit); its IdempotencyKey is "<uid>/<container>/<restartCount>".
 	Exit *ExitRecord `json:"exit,omitempty"`
 }
 

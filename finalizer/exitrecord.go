@@ -11,7 +11,7 @@ import (
 )
 
 // CauseContainerExit is the cause of a cleanup request sent for a container
-// exit of a running pod (cleanup.on: ContainerExit).
+// exit of a running pod (cleanup.when: ContainerExit).
 const CauseContainerExit Cause = "ContainerExit"
 
 // Bounds of the log lines in an exit record.

@@ -109,7 +109,7 @@ func TestContainerExitsExactlyOnce(t *testing.T) {
 		Finalizers:     []v1alpha1.BuiltinFinalizer{v1alpha1.TerminationRecordFinalizer},
 		ContainerExits: &v1alpha1.ContainerExits{LogLines: 3},
 		Cleanup: &v1alpha1.Cleanup{Finalizer: "example.com/scratch", URL: srv.URL + "/ok", TimeoutSeconds: 2,
-			On: []v1alpha1.CleanupTrigger{v1alpha1.CleanupOnDeletion, v1alpha1.CleanupOnContainerExit}}}}
+			When: []v1alpha1.CleanupTrigger{v1alpha1.CleanupOnDeletion, v1alpha1.CleanupOnContainerExit}}}}
 	if err := c.Create(ctx, pol); err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +297,7 @@ func TestExitCleanupGivesUp(t *testing.T) {
 	srv := httpsServer(t, ep)
 	pol := &v1alpha1.LifecyclePolicy{ObjectMeta: metav1.ObjectMeta{Name: "exits-" + ns}, Spec: v1alpha1.LifecyclePolicySpec{
 		Cleanup: &v1alpha1.Cleanup{Finalizer: "example.com/scratch", URL: srv.URL + "/down", TimeoutSeconds: 1, GiveUpAfterSeconds: ptr.To[int64](600),
-			On: []v1alpha1.CleanupTrigger{v1alpha1.CleanupOnDeletion, v1alpha1.CleanupOnContainerExit}}}}
+			When: []v1alpha1.CleanupTrigger{v1alpha1.CleanupOnDeletion, v1alpha1.CleanupOnContainerExit}}}}
 	if err := c.Create(ctx, pol); err != nil {
 		t.Fatal(err)
 	}

@@ -63,7 +63,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}),
 		ExitCleanups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "gracekeeper", Name: "container_exit_cleanups_total",
-			Help: "Cleanup POSTs for container exits (cleanup.on: ContainerExit) and give-ups, by result (success, failure, abandoned).",
+			Help: "Cleanup POSTs for container exits (cleanup.when: ContainerExit) and give-ups, by result (success, failure, abandoned).",
 		}, []string{"result"}),
 	}
 	if reg == nil {

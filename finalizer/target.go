@@ -73,7 +73,7 @@ func (r *Reconciler) currentTarget(ctx context.Context, pod *corev1.Pod, rec pol
 	if g := cl.GiveUpAfterSeconds; g != nil {
 		t.giveUp = time.Duration(*g) * time.Second
 	}
-	t.onExit = slices.Contains(cl.On, v1alpha1.CleanupOnContainerExit)
+	t.onExit = slices.Contains(cl.When, v1alpha1.CleanupOnContainerExit)
 	return t, "", nil
 }
 

@@ -300,17 +300,17 @@ type Cleanup struct {
 	// +kubebuilder:validation:Minimum=0
 	GiveUpAfterSeconds *int64 `json:"giveUpAfterSeconds,omitempty"`
 
-	// On lists when the cleanup is called: Deletion (always: the finalizer
+	// When lists when the cleanup is called: Deletion (always: the finalizer
 	// holds the pod for it) and, with ContainerExit, on every container exit
 	// of the running pod too, with the exit's record in the request. An exit
-	// call gives up giveUpAfterSeconds after the exit, or when the same
-	// container exits again.
+	// call gives up giveUpAfterSeconds after the exit. (Not "on": YAML 1.1,
+	// which kubectl's YAML reader follows, reads an unquoted on as true.)
 	// +optional
 	// +listType=set
 	// +kubebuilder:default={Deletion}
 	// +kubebuilder:validation:MaxItems=2
-	// +kubebuilder:validation:XValidation:rule="'Deletion' in self",message="on must include Deletion: the cleanup finalizer holds the pod for its deletion call"
-	On []CleanupTrigger `json:"on,omitempty"`
+	// +kubebuilder:validation:XValidation:rule="'Deletion' in self",message="when must include Deletion: the cleanup finalizer holds the pod for its deletion call"
+	When []CleanupTrigger `json:"when,omitempty"`
 }
 
 // ContainerExits configures the records of container exits of running pods

@@ -42,8 +42,8 @@ func (in *Cleanup) DeepCopyInto(out *Cleanup) {
 		*out = new(int64)
 		**out = **in
 	}
-	if in.On != nil {
-		in, out := &in.On, &out.On
+	if in.When != nil {
+		in, out := &in.When, &out.When
 		*out = make([]CleanupTrigger, len(*in))
 		copy(*out, *in)
 	}

@@ -227,7 +227,7 @@ func TestContainerExits(t *testing.T) {
 		ContainerExits: &v1alpha1.ContainerExits{LogLines: 5},
 		Cleanup: &v1alpha1.Cleanup{Finalizer: "e2e.gracekeeper.dev/scratch", URL: fmt.Sprintf("http://%s:%d/cleanup", sinkHost, sink.port),
 			TimeoutSeconds: 5, GiveUpAfterSeconds: ptr.To[int64](60),
-			On: []v1alpha1.CleanupTrigger{v1alpha1.CleanupOnDeletion, v1alpha1.CleanupOnContainerExit}},
+			When: []v1alpha1.CleanupTrigger{v1alpha1.CleanupOnDeletion, v1alpha1.CleanupOnContainerExit}},
 	})
 
 	// A Deployment's container (restartPolicy Always) that exceeds its

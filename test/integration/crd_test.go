@@ -42,13 +42,13 @@ func TestInvalidPolicy(t *testing.T) {
 		},
 		"cleanup on container exits without Deletion": {
 			spec: v1alpha1.LifecyclePolicySpec{Cleanup: &v1alpha1.Cleanup{Finalizer: "example.com/release", URL: "https://ipam.example.com/release",
-				On: []v1alpha1.CleanupTrigger{v1alpha1.CleanupOnContainerExit}}},
-			wantErr: []string{"spec.cleanup.on", "must include Deletion"},
+				When: []v1alpha1.CleanupTrigger{v1alpha1.CleanupOnContainerExit}}},
+			wantErr: []string{"spec.cleanup.when", "must include Deletion"},
 		},
 		"unknown cleanup trigger": {
 			spec: v1alpha1.LifecyclePolicySpec{Cleanup: &v1alpha1.Cleanup{Finalizer: "example.com/release", URL: "https://ipam.example.com/release",
-				On: []v1alpha1.CleanupTrigger{v1alpha1.CleanupOnDeletion, "Restart"}}},
-			wantErr: []string{"spec.cleanup.on[1]", "Unsupported value"},
+				When: []v1alpha1.CleanupTrigger{v1alpha1.CleanupOnDeletion, "Restart"}}},
+			wantErr: []string{"spec.cleanup.when[1]", "Unsupported value"},
 		},
 		"more log lines than the bound": {
 			spec:    v1alpha1.LifecyclePolicySpec{ContainerExits: &v1alpha1.ContainerExits{LogLines: 51}},
