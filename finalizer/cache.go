@@ -50,6 +50,11 @@ const (
 	// names, for the finalizers present.
 	MaxCleanupAnnotation = 64 << 10
 	maxReason            = 128
+	// cachedContainerID is how many trailing bytes of a container ID the
+	// cache keeps: the IDs are only compared with each other (which instance
+	// is the latest, observedExits), and 16 hex digits of a runtime's
+	// 64-digit ID tell instances apart.
+	cachedContainerID = 16
 	// annotationTruncated marks a cached pod that was cut at a cap, and is
 	// kept on a second pass (the transform is idempotent). A pod author who
 	// sets it only makes the controller read that pod uncached.
@@ -59,8 +64,13 @@ const (
 // TransformPod keeps only what the controller reads: identity, the
 // controller owner reference, pod-template-hash, the finalizers, deletion
 // time and grace, the policy and finalizer names of the cleanup annotation,
-// the node, container names (and which init containers are sidecars) and
-// each container's end (exit code, signal, reason, finish time; no message).
+// the node, the restart policies, container names (and which init
+// containers are sidecars), the
+// exits annotation's entries for those containers, and each container's
+// restart count, the end of its container ID, its current end (exit code,
+// signal, reason, finish time, container ID; no message) and of its last
+// end the exit code and container ID (enough to tell a container exit is
+// pending: the record itself is built from a live read).
 // Whatever exceeds a cap is dropped and the pod marked truncated (see the
 // caps). It is idempotent and leaves non-pod objects (such as informer
 // tombstones) alone.
@@ -86,21 +96,36 @@ func TransformPod(obj any) (any, error) {
 	} else {
 		out.Finalizers = m.Finalizers
 	}
+	keep := func(k, v string) {
+		if out.Annotations == nil {
+			out.Annotations = map[string]string{}
+		}
+		out.Annotations[k] = v
+	}
 	if raw, ok := m.Annotations[policies.AnnotationCleanup]; ok {
 		if len(raw) > MaxCleanupAnnotation {
 			truncated = true
 		} else {
-			out.Annotations = map[string]string{policies.AnnotationCleanup: cleanupNames(raw, out.Finalizers)}
+			keep(policies.AnnotationCleanup, cleanupNames(raw, out.Finalizers))
 		}
+	}
+	// The exits state, re-encoded with the entries of the pod's containers
+	// only (what a pod author adds beyond those is dropped): with the
+	// statuses it says whether an exit is pending. Everything a record
+	// holds is read from the API server when an exit is worked on.
+	if raw, ok := m.Annotations[AnnotationExits]; ok {
+		keep(AnnotationExits, parseExitState(raw).encode(pod))
 	}
 	out.Spec.NodeName = pod.Spec.NodeName
 	out.Spec.TerminationGracePeriodSeconds = pod.Spec.TerminationGracePeriodSeconds
+	// Whether the kubelet restarts a container that ended (observedExits).
+	out.Spec.RestartPolicy = pod.Spec.RestartPolicy
 	if len(pod.Spec.Containers) > MaxCachedContainers || len(pod.Spec.InitContainers) > MaxCachedContainers ||
 		len(pod.Status.ContainerStatuses) > MaxCachedContainers || len(pod.Status.InitContainerStatuses) > MaxCachedContainers {
 		truncated = true
 	} else {
 		for _, c := range pod.Spec.Containers {
-			out.Spec.Containers = append(out.Spec.Containers, corev1.Container{Name: c.Name})
+			out.Spec.Containers = append(out.Spec.Containers, corev1.Container{Name: c.Name, RestartPolicy: c.RestartPolicy})
 		}
 		for _, c := range pod.Spec.InitContainers {
 			out.Spec.InitContainers = append(out.Spec.InitContainers, corev1.Container{Name: c.Name, RestartPolicy: c.RestartPolicy})
@@ -110,10 +135,7 @@ func TransformPod(obj any) (any, error) {
 	}
 	out.Status.Phase = pod.Status.Phase
 	if truncated {
-		if out.Annotations == nil {
-			out.Annotations = map[string]string{}
-		}
-		out.Annotations[annotationTruncated] = "true"
+		keep(annotationTruncated, "true")
 	}
 	return out, nil
 }
@@ -143,19 +165,31 @@ func stripStatuses(in []corev1.ContainerStatus) []corev1.ContainerStatus {
 	}
 	out := make([]corev1.ContainerStatus, len(in))
 	for i, s := range in {
-		out[i] = corev1.ContainerStatus{Name: s.Name}
+		// restartCount, containerID and lastState identify a container
+		// exit of a running pod (observedExits).
+		out[i] = corev1.ContainerStatus{Name: s.Name, RestartCount: s.RestartCount, ContainerID: idTail(s.ContainerID)}
 		switch st := s.State; {
 		case st.Terminated != nil:
 			t := st.Terminated
 			out[i].State.Terminated = &corev1.ContainerStateTerminated{ExitCode: t.ExitCode, Signal: t.Signal,
-				Reason: truncate(t.Reason, maxReason), FinishedAt: t.FinishedAt}
+				Reason: truncate(t.Reason, maxReason), FinishedAt: t.FinishedAt, ContainerID: idTail(t.ContainerID)}
 		case st.Running != nil:
 			out[i].State.Running = &corev1.ContainerStateRunning{}
 		case st.Waiting != nil:
 			out[i].State.Waiting = &corev1.ContainerStateWaiting{}
 		}
+		if t := s.LastTerminationState.Terminated; t != nil {
+			out[i].LastTerminationState.Terminated = &corev1.ContainerStateTerminated{ExitCode: t.ExitCode, ContainerID: idTail(t.ContainerID)}
+		}
 	}
 	return out
+}
+
+func idTail(id string) string {
+	if len(id) > cachedContainerID {
+		return id[len(id)-cachedContainerID:]
+	}
+	return id
 }
 
 func truncate(s string, n int) string {

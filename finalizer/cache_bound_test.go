@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
@@ -23,7 +24,7 @@ import (
 
 // MaxCachedPodBytes is the stated upper bound on one cached pod, serialized
 // as JSON, whatever its author put in it (docs/finalizers.md).
-const MaxCachedPodBytes = 32 << 10
+const MaxCachedPodBytes = 40 << 10
 
 // hostilePod is as large as a pod author can make the fields the cache
 // reads: n finalizers, containers and init containers with the longest
@@ -31,6 +32,7 @@ const MaxCachedPodBytes = 32 << 10
 // a cleanup annotation of the given size, 1,000 labels and 100 owners.
 func hostilePod(n, cleanupBytes int) *corev1.Pod {
 	p := deletedPod(30, "node-a", nil)
+	p.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
 	p.Name = strings.Repeat("p", 253)
 	p.Namespace = strings.Repeat("n", 63)
 	p.Annotations = map[string]string{"gracekeeper.dev/anything": strings.Repeat("x", 256<<10)}
@@ -48,7 +50,18 @@ func hostilePod(n, cleanupBytes int) *corev1.Pod {
 		p.Finalizers = append(p.Finalizers, f)
 		recs = append(recs, policies.CleanupRecord{Policy: strings.Repeat("q", 250) + fmt.Sprint(i%100), Finalizer: f, URL: "https://x.example.com/" + strings.Repeat("u", 2000)})
 	}
-	raw, _ := json.Marshal(recs)
+	p.Annotations[policies.AnnotationPolicies] = strings.Repeat("q", maxPoliciesAnnotation)
+	exits := map[string]int64{}
+	for i := range n {
+		exits[fmt.Sprintf("%s%03d", strings.Repeat("c", 60), i)] = 1<<31 - 1
+		exits["i"+fmt.Sprintf("%s%03d", strings.Repeat("c", 59), i)] = 1<<31 - 1
+	}
+	for i := range 100 {
+		exits[fmt.Sprintf("%s%03d", strings.Repeat("x", 60), i)] = 1<<31 - 1 // no such container
+	}
+	raw, _ := json.Marshal(exits)
+	p.Annotations[AnnotationExits] = string(raw)
+	raw, _ = json.Marshal(recs)
 	s := string(raw)
 	if len(s) < cleanupBytes {
 		s = strings.TrimSuffix(s, "]") + strings.Repeat(" ", cleanupBytes-len(s)) + "]"
@@ -60,11 +73,24 @@ func hostilePod(n, cleanupBytes int) *corev1.Pod {
 		name := fmt.Sprintf("%s%03d", strings.Repeat("c", 60), i)
 		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: name, Image: strings.Repeat("i", 1000),
 			Env: []corev1.EnvVar{{Name: "BIG", Value: strings.Repeat("e", 4096)}}})
-		p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{Name: name, State: st, Image: strings.Repeat("i", 1000)})
-		p.Spec.InitContainers = append(p.Spec.InitContainers, corev1.Container{Name: "i" + name[1:], RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways)})
-		p.Status.InitContainerStatuses = append(p.Status.InitContainerStatuses, corev1.ContainerStatus{Name: "i" + name[1:], State: st})
+		p.Spec.Containers[i].Resources = hostileResources()
+		p.Spec.Containers[i].RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
+		p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{Name: name, State: st, LastTerminationState: st,
+			RestartCount: 1 << 30, ContainerID: strings.Repeat("c", 100), Image: strings.Repeat("i", 1000)})
+		p.Spec.InitContainers = append(p.Spec.InitContainers, corev1.Container{Name: "i" + name[1:], RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways),
+			Resources: hostileResources()})
+		p.Status.InitContainerStatuses = append(p.Status.InitContainerStatuses, corev1.ContainerStatus{Name: "i" + name[1:], State: st, LastTerminationState: st,
+			RestartCount: 1 << 30, ContainerID: strings.Repeat("c", 100)})
 	}
 	return p
+}
+
+// hostileResources are a container's resources with every kind set, the
+// memory ones in their longest form.
+func hostileResources() corev1.ResourceRequirements {
+	q := resource.MustParse("123456789123456789123456789m")
+	l := corev1.ResourceList{corev1.ResourceMemory: q, corev1.ResourceCPU: q, "example.com/gpu": q, corev1.ResourceEphemeralStorage: q}
+	return corev1.ResourceRequirements{Limits: l, Requests: l}
 }
 
 func size(t *testing.T, v any) int {
@@ -82,11 +108,19 @@ func TestCachedPodBounded(t *testing.T) {
 	typical := deletedPod(30, "node-a", []string{"web"}, corev1.ContainerStatus{Name: "web", State: terminated(0, "Completed", t0)})
 	typical.Finalizers = []string{TerminationRecord}
 	typical.Annotations = map[string]string{policies.AnnotationCleanup: `[{"policy":"ipam","finalizer":"example.com/release-ip","url":"https://ipam.example.com/r","timeoutSeconds":5,"giveUpAfterSeconds":600}]`}
+	restarted := typical.DeepCopy()
+	restarted.DeletionTimestamp = nil
+	restarted.Annotations[AnnotationExits] = `{"web":2}`
+	restarted.Status.ContainerStatuses[0] = corev1.ContainerStatus{Name: "web", RestartCount: 3,
+		ContainerID: "containerd://" + strings.Repeat("a", 64), State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(t0)}},
+		LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "OOMKilled",
+			StartedAt: metav1.NewTime(t0), FinishedAt: metav1.NewTime(t0), ContainerID: "containerd://" + strings.Repeat("b", 64)}}}
 	cases := map[string]struct {
 		pod           *corev1.Pod
 		wantTruncated bool
 	}{
 		"typical":                         {typical, false},
+		"typical, restarted in place":     {restarted, false},
 		"every cap reached":               {hostilePod(MaxCachedFinalizers, MaxCleanupAnnotation), false},
 		"caps exceeded, 256 KiB cleanup":  {hostilePod(100, 256<<10), true},
 		"caps reached, cleanup too large": {hostilePod(MaxCachedFinalizers, MaxCleanupAnnotation+1), true},

@@ -14,8 +14,9 @@ import (
 )
 
 // CleanupRequest is the JSON body POSTed to a cleanup URL. The endpoint must
-// treat a repeated IdempotencyKey (the pod UID) as the same request: after a
-// controller restart the same pod may be posted twice.
+// treat a repeated IdempotencyKey (the pod UID; for a container exit the pod
+// UID, container and restart count) as the same request: after a controller
+// restart the same pod or exit may be posted twice.
 type CleanupRequest struct {
 	IdempotencyKey string `json:"idempotencyKey"`
 	// Policy and Finalizer say which cleanup step this is.
@@ -28,6 +29,9 @@ type CleanupRequest struct {
 	Node       string         `json:"node,omitempty"`
 	Cause      Cause          `json:"cause"`
 	Containers []ContainerEnd `json:"containers"`
+	// Exit is the container exit this call is for (cause ContainerExit,
+	// cleanup.when: ContainerExit); its IdempotencyKey is "<uid>/<container>/<restartCount>".
+	Exit *ExitRecord `json:"exit,omitempty"`
 }
 
 func newCleanupRequest(pod *corev1.Pod, owner Owner, rec Record, t target) CleanupRequest {

@@ -37,6 +37,8 @@ type Reconciler struct {
 	opts    Options
 	metrics *Metrics
 	retries *retries
+	// memo: what this replica already did for work still being retried.
+	memo *memo
 }
 
 // NewReconciler builds the reconciler. c reads pods (a cached client is
@@ -51,7 +53,7 @@ func NewReconciler(c client.Client, reader client.Reader, opts Options) (*Reconc
 	if err != nil {
 		return nil, fmt.Errorf("finalizer: register metrics: %w", err)
 	}
-	return &Reconciler{client: c, reader: reader, opts: opts, metrics: m, retries: newRetries(opts.BackoffBase, opts.BackoffMax)}, nil
+	return &Reconciler{client: c, reader: reader, opts: opts, metrics: m, retries: newRetries(opts.BackoffBase, opts.BackoffMax), memo: newMemo()}, nil
 }
 
 // Metrics returns the reconciler's counters.
@@ -61,6 +63,13 @@ func (r *Reconciler) Metrics() *Metrics { return r.metrics }
 // leader when the manager has leader election on, so two replicas never work
 // on the same pod. The manager's cache must be built with CacheOptions().
 func Setup(mgr manager.Manager, opts Options) error {
+	if opts.Logs == nil {
+		l, err := NewLogReader(mgr.GetConfig())
+		if err != nil {
+			return fmt.Errorf("finalizer: log reader: %w", err)
+		}
+		opts.Logs = l
+	}
 	r, err := NewReconciler(mgr.GetClient(), mgr.GetAPIReader(), opts)
 	if err != nil {
 		return err
@@ -84,9 +93,18 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 	if err != nil {
 		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).Named(CleanupControllerName).For(&corev1.Pod{}, deleted).
+	err = ctrl.NewControllerManagedBy(mgr).Named(CleanupControllerName).For(&corev1.Pod{}, deleted).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.CleanupWorkers}).
 		Complete(reconcile.Func(r.reconcileCleanups))
+	if err != nil {
+		return err
+	}
+	// Container exits of running pods, from the same informer: no webhook
+	// on pod UPDATE, only pods whose status shows a terminated instance.
+	return ctrl.NewControllerManagedBy(mgr).Named(ExitsControllerName).
+		For(&corev1.Pod{}, builder.WithPredicates(predicate.NewPredicateFuncs(hasExits))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.ExitWorkers}).
+		Complete(reconcile.Func(r.reconcileExits))
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -95,6 +113,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err := r.client.Get(ctx, req.NamespacedName, pod); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.retries.done(req.NamespacedName)
+			r.memo.forgetPod(req.NamespacedName)
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, err
@@ -110,16 +129,26 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 // reconcileCleanups is the cleanup controller's Reconcile: the cleanup
 // steps only, on at most Options.CleanupWorkers pods at once.
 func (r *Reconciler) reconcileCleanups(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	pod := &corev1.Pod{}
-	if err := r.client.Get(ctx, req.NamespacedName, pod); err != nil {
-		return reconcile.Result{}, client.IgnoreNotFound(err)
-	}
-	pod, err := r.readFull(ctx, pod)
-	if err != nil {
-		return reconcile.Result{}, client.IgnoreNotFound(err)
+	pod, err := r.cachedPod(ctx, req.NamespacedName)
+	if err != nil || pod == nil {
+		return reconcile.Result{}, err
 	}
 	after, err := r.finish(ctx, pod, false, cleanupSteps)
 	return reconcile.Result{RequeueAfter: after}, err
+}
+
+// cachedPod reads the pod from the cache, or from the API server when the
+// cached copy was cut at a cap; nil when it is gone.
+func (r *Reconciler) cachedPod(ctx context.Context, key types.NamespacedName) (*corev1.Pod, error) {
+	pod := &corev1.Pod{}
+	if err := r.client.Get(ctx, key, pod); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	pod, err := r.readFull(ctx, pod)
+	if err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	return pod, nil
 }
 
 // finish does what can be done now for one pod and removes the finalizers
@@ -298,6 +327,12 @@ func (r *Reconciler) cleanupStep(ctx context.Context, w *work, c policies.Cleanu
 	if due := r.retries.due(w.key, w.pod.UID, t.finalizer); !w.released && w.now.Before(due) {
 		return outcome{requeue: due.Sub(w.now)}
 	}
+	// Answered already, by this replica: the finalizer patch failed, or the
+	// cache has not seen it yet. Only remove the finalizer.
+	step := deletionStepPrefix(w.key) + string(w.pod.UID) + "/" + t.finalizer
+	if r.memo.called(step) {
+		return outcome{remove: []string{t.finalizer}}
+	}
 	timeout := t.timeout
 	if !giveUpAt.IsZero() {
 		timeout = min(timeout, giveUpAt.Sub(w.now))
@@ -307,6 +342,7 @@ func (r *Reconciler) cleanupStep(ctx context.Context, w *work, c policies.Cleanu
 		r.metrics.Cleanups.WithLabelValues("success").Inc()
 		w.logger.Info("cleanup done", "finalizer", t.finalizer, "policy", t.policy)
 		r.retries.done(w.key, t.finalizer)
+		r.memo.markCalled(step)
 		return outcome{remove: []string{t.finalizer}}
 	}
 	r.metrics.Cleanups.WithLabelValues("failure").Inc()
@@ -384,7 +420,7 @@ func (r *Reconciler) writeRecord(ctx context.Context, w *work, kind string, e ev
 	r.metrics.Unwritten.WithLabelValues(kind, reason).Inc()
 	kv := []any{"record", kind, "refusal", reason, "namespace", w.pod.Namespace, "pod", w.pod.Name,
 		"owner", w.owner, "event", e.name, "eventReason", e.reason, "eventType", e.typ, "message", e.message}
-	w.logger.Error(err, "record not written as an Event; it is logged here and the finalizer removed", append(kv, fields...)...)
+	w.logger.Error(err, "record not written as an Event; it is logged here instead and nothing waits for it", append(kv, fields...)...)
 	return written{recorded: true}
 }
 

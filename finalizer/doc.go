@@ -23,4 +23,10 @@
 //     built from a stale read fails instead of dropping someone else's change;
 //   - the cleanup POST carries an idempotency key (the pod UID): the same pod
 //     may be posted twice after a restart.
+//
+// A third controller on the same informer records every container exit of a
+// running pod (exits.go, exitcontroller.go): its Event is named after the
+// exit's identity (pod UID, container, restart count), and what is done is
+// kept in the pod's gracekeeper.dev/exits annotation, read from the API
+// server before acting (docs/container-exits.md).
 package finalizer

@@ -17,9 +17,17 @@ type Metrics struct {
 	Pods         *prometheus.CounterVec // by cause
 	Cleanups     *prometheus.CounterVec // by result: success, failure, abandoned
 	// Unwritten counts records that could not be written as Events and went
-	// to the log instead, by record (termination, cleanup_abandoned) and
+	// to the log instead, by record (termination, cleanup_abandoned,
+	// container_exit) and
 	// reason (namespace_terminating, forbidden, rejected, unavailable).
 	Unwritten *prometheus.CounterVec
+	// Exits counts container exits of running pods recorded, by reason
+	// (the same bounded set as Terminations).
+	Exits *prometheus.CounterVec
+	// ExitsMissed counts exits seen only as a gap in the restart count.
+	ExitsMissed prometheus.Counter
+	// ExitCleanups counts exit cleanup POSTs and give-ups, by result.
+	ExitCleanups *prometheus.CounterVec
 }
 
 // NewMetrics builds the counters and registers them on reg (nil: not
@@ -27,6 +35,9 @@ type Metrics struct {
 // reused, so a controller restarted in the same process counts on.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	f := prom.Subsystem("finalizer")
+	// Container exits are not the finalizer's: they are recorded for
+	// running pods, so their names carry no subsystem.
+	top := prom.Subsystem("")
 	m := &Metrics{
 		Terminations: f.CounterVec("container_terminations_total",
 			"Containers of deleted pods recorded, by how they ended (Completed, Error, OOMKilled, ..., Unknown, Other).", "reason"),
@@ -37,8 +48,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Cleanups: f.CounterVec("cleanup_requests_total",
 			"Cleanup POSTs and give-ups, by result (success, failure, abandoned).", "result"),
 		Unwritten: f.CounterVec("records_unwritten_total",
-			"Records (termination, cleanup_abandoned) the API server did not take as an Event, written to the log instead, by reason (namespace_terminating, forbidden, rejected, unavailable). The finalizer was removed all the same.",
+			"Records (termination, cleanup_abandoned, container_exit) the API server did not take as an Event, written to the log instead, by reason (namespace_terminating, forbidden, rejected, unavailable). The finalizer was removed, or the exit marked done, all the same.",
 			"record", "reason"),
+		Exits: top.CounterVec("container_exits_total",
+			"Container exits of running pods recorded (in-place restarts included), by reason (Completed, Error, OOMKilled, ..., Other).", "reason"),
+		ExitsMissed: top.Counter("container_exits_missed_total",
+			"Container exits that were never recorded because the kubelet no longer showed them (restart count gaps), e.g. while gracekeeper was not running."),
+		ExitCleanups: top.CounterVec("container_exit_cleanups_total",
+			"Cleanup POSTs for container exits (cleanup.when: ContainerExit) and give-ups, by result (success, failure, abandoned).", "result"),
 	}
 	if reg == nil {
 		return m, nil
@@ -49,6 +66,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m.Pods = register(reg, m.Pods, &err)
 	m.Cleanups = register(reg, m.Cleanups, &err)
 	m.Unwritten = register(reg, m.Unwritten, &err)
+	m.Exits = register(reg, m.Exits, &err)
+	m.ExitsMissed = register(reg, m.ExitsMissed, &err)
+	m.ExitCleanups = register(reg, m.ExitCleanups, &err)
 	return m, err
 }
 

@@ -19,6 +19,7 @@ const (
 	DefaultBackoffMax       = 5 * time.Minute
 	DefaultMaxConcurrent    = 8
 	DefaultCleanupWorkers   = 4
+	DefaultExitWorkers      = 4
 	DefaultEventRetryWindow = 30 * time.Second
 	// DefaultPolicyUnreadableGiveUp bounds, from the deletion, how long a
 	// cleanup whose policy cannot be read (API errors, RBAC) is retried
@@ -71,6 +72,13 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// ReportingInstance names this replica in Events. Default: the host name.
 	ReportingInstance string
+	// ExitWorkers bounds how many pods' container exits are worked on at
+	// once (records and exit cleanups). Default DefaultExitWorkers.
+	ExitWorkers int
+	// Logs reads the end of an exited container's log for policies that ask
+	// (containerExits.logLines). Setup builds one from the manager's config;
+	// nil: records say the log is unavailable.
+	Logs LogReader
 }
 
 func (o Options) withDefaults() Options {
@@ -81,6 +89,7 @@ func (o Options) withDefaults() Options {
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	o.HTTPClient = &hc
 	defaults.Positive(&o.CleanupWorkers, DefaultCleanupWorkers)
+	defaults.Positive(&o.ExitWorkers, DefaultExitWorkers)
 	defaults.Positive(&o.DefaultCleanupTimeout, DefaultCleanupTimeout)
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}

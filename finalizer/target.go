@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,8 +29,11 @@ const MaxCleanupTimeout = 60 * time.Second
 type target struct {
 	policy, finalizer, url string
 	timeout                time.Duration
-	// giveUp is counted from the deletion; 0 never gives up.
+	// giveUp is counted from the deletion (from the exit, for an exit
+	// call); 0 never gives up.
 	giveUp time.Duration
+	// onExit: the policy asks to be called on container exits too.
+	onExit bool
 }
 
 // currentTarget looks up the cleanup step the pod's finalizer stands for in
@@ -52,16 +56,10 @@ func (r *Reconciler) currentTarget(ctx context.Context, pod *corev1.Pod, rec pol
 	if cl == nil || cl.Finalizer != rec.Finalizer {
 		return t, fmt.Sprintf("policy %q no longer declares cleanup %s", rec.Policy, rec.Finalizer), nil
 	}
-	if sel := pol.Spec.Match.NamespaceSelector; sel != nil && (len(sel.MatchLabels) > 0 || len(sel.MatchExpressions) > 0) {
-		ns := &corev1.Namespace{}
-		if err := r.client.Get(ctx, types.NamespacedName{Name: pod.Namespace}, ns); err != nil && !apierrors.IsNotFound(err) {
-			return t, "", fmt.Errorf("get namespace %q: %w", pod.Namespace, err)
-		}
-		ns.Name = pod.Namespace
-		s, err := metav1.LabelSelectorAsSelector(sel)
-		if err != nil || !s.Matches(nsLabelSet(ns)) {
-			return t, fmt.Sprintf("policy %q does not select namespace %q", rec.Policy, pod.Namespace), nil
-		}
+	if ok, err := r.selectsNamespace(ctx, pol, pod.Namespace); err != nil {
+		return t, "", err
+	} else if !ok {
+		return t, fmt.Sprintf("policy %q does not select namespace %q", rec.Policy, pod.Namespace), nil
 	}
 	if err := checkURL(cl.URL); err != nil {
 		return t, fmt.Sprintf("policy %q: %v", rec.Policy, err), nil
@@ -75,7 +73,24 @@ func (r *Reconciler) currentTarget(ctx context.Context, pod *corev1.Pod, rec pol
 	if g := cl.GiveUpAfterSeconds; g != nil {
 		t.giveUp = time.Duration(*g) * time.Second
 	}
+	t.onExit = slices.Contains(cl.When, v1alpha1.CleanupOnContainerExit)
 	return t, "", nil
+}
+
+// selectsNamespace: the policy's namespaceSelector (the admins' labels)
+// selects the namespace. A namespace that cannot be found has only its name label.
+func (r *Reconciler) selectsNamespace(ctx context.Context, pol *v1alpha1.LifecyclePolicy, namespace string) (bool, error) {
+	sel := pol.Spec.Match.NamespaceSelector
+	if sel == nil || (len(sel.MatchLabels) == 0 && len(sel.MatchExpressions) == 0) {
+		return true, nil
+	}
+	ns := &corev1.Namespace{}
+	if err := r.client.Get(ctx, types.NamespacedName{Name: namespace}, ns); err != nil && !apierrors.IsNotFound(err) {
+		return false, fmt.Errorf("get namespace %q: %w", namespace, err)
+	}
+	ns.Name = namespace
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	return err == nil && s.Matches(nsLabelSet(ns)), nil
 }
 
 // nsLabelSet is the namespace's labels plus kubernetes.io/metadata.name,

@@ -83,6 +83,12 @@ type LifecyclePolicySpec struct {
 	// +optional
 	Cleanup *Cleanup `json:"cleanup,omitempty"`
 
+	// ContainerExits says what the termination-record finalizer records when
+	// a container of a running pod exits (an in-place restart, an OOM kill, a
+	// crash), besides the record it writes when the pod is deleted.
+	// +optional
+	ContainerExits *ContainerExits `json:"containerExits,omitempty"`
+
 	// AllowOptOut honours the pod annotation gracekeeper.dev/skip: "true".
 	// +optional
 	AllowOptOut bool `json:"allowOptOut,omitempty"`
@@ -293,7 +299,53 @@ type Cleanup struct {
 	// +kubebuilder:default=600
 	// +kubebuilder:validation:Minimum=0
 	GiveUpAfterSeconds *int64 `json:"giveUpAfterSeconds,omitempty"`
+
+	// When lists when the cleanup is called: Deletion (always: the finalizer
+	// holds the pod for it) and, with ContainerExit, on every container exit
+	// of the running pod too, with the exit's record in the request. An exit
+	// call gives up giveUpAfterSeconds after the exit. (Not "on": YAML 1.1,
+	// which kubectl's YAML reader follows, reads an unquoted on as true.)
+	// +optional
+	// +listType=set
+	// +kubebuilder:default={Deletion}
+	// +kubebuilder:validation:MaxItems=2
+	// +kubebuilder:validation:XValidation:rule="'Deletion' in self",message="when must include Deletion: the cleanup finalizer holds the pod for its deletion call"
+	When []CleanupTrigger `json:"when,omitempty"`
 }
+
+// ContainerExits configures the records of container exits of running pods
+// that carry the termination-record finalizer (docs/container-exits.md).
+type ContainerExits struct {
+	// Record writes a record (an Event on the pod, aggregated on its owner,
+	// and a metric) for every container exit, in-place restarts included.
+	// On by default: the most common OOM kill restarts the container in place,
+	// and the pod status keeps only the last one.
+	// +optional
+	// +kubebuilder:default=true
+	Record *bool `json:"record,omitempty"`
+
+	// LogLines adds up to this many last lines of the exited container's log
+	// (read through the API, previous=true) to each record, at most 700 bytes
+	// of them. 0 (the default) reads no log: it needs the chart's
+	// containerExits.readLogs, which grants gracekeeper pods/log, and the
+	// lines become readable by whoever may read the namespace's Events.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=50
+	LogLines int32 `json:"logLines,omitempty"`
+}
+
+// CleanupTrigger says when a cleanup is called.
+// +kubebuilder:validation:Enum=Deletion;ContainerExit
+type CleanupTrigger string
+
+const (
+	// CleanupOnDeletion calls the cleanup once the deleted pod has ended.
+	CleanupOnDeletion CleanupTrigger = "Deletion"
+	// CleanupOnContainerExit also calls it each time a container of the
+	// running pod exits (an in-place restart, an OOM kill, a crash).
+	CleanupOnContainerExit CleanupTrigger = "ContainerExit"
+)
 
 // ValidationAction says what happens when a shutdown budget does not fit.
 // +kubebuilder:validation:Enum=Deny;Warn;Audit

@@ -26,6 +26,7 @@ func goldenModes() map[string]map[string]any {
 			"extraArgs":                 []any{"--tls-min-version=1.3"},
 			"extraEnv":                  []any{map[string]any{"name": "GOMEMLIMIT", "value": "200MiB"}},
 			"defaultPolicy":             map[string]any{"enabled": true, "name": "http-drain"},
+			"containerExits":            map[string]any{"readLogs": true},
 		},
 	}
 }

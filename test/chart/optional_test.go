@@ -129,6 +129,35 @@ func TestMetricsRBAC(t *testing.T) {
 	}
 }
 
+// TestPodLogsRBAC: gracekeeper may read pods' logs (for the last lines of
+// an exited container in its record) only when containerExits.readLogs
+// grants it, and then only get on pods/log.
+func TestPodLogsRBAC(t *testing.T) {
+	logRules := func(objs []*unstructured.Unstructured) []rbacv1.PolicyRule {
+		var out []rbacv1.PolicyRule
+		for _, o := range objs {
+			if o.GetKind() != "ClusterRole" && o.GetKind() != "Role" {
+				continue
+			}
+			var r rbacv1.ClusterRole
+			into(t, o, &r)
+			for _, rule := range r.Rules {
+				if slices.Contains(rule.Resources, "pods/log") || slices.Contains(rule.Resources, "pods/*") || slices.Contains(rule.Resources, "*") {
+					out = append(out, rule)
+				}
+			}
+		}
+		return out
+	}
+	if got := logRules(render(t, nil)); len(got) != 0 {
+		t.Errorf("pods/log granted by default: %+v", got)
+	}
+	got := logRules(render(t, map[string]any{"containerExits": map[string]any{"readLogs": true}}))
+	if len(got) != 1 || !slices.Equal(got[0].Resources, []string{"pods/log"}) || !slices.Equal(got[0].Verbs, []string{"get"}) {
+		t.Errorf("with containerExits.readLogs: %+v, want one rule: get on pods/log", got)
+	}
+}
+
 // TestNetworkPolicy: off by default; when on, it selects gracekeeper's pods
 // and admits the webhook port from anywhere (or webhookFrom) and the metrics
 // port only from the configured namespaces.

@@ -136,7 +136,7 @@ NETNS=$(sed -n 's/^NETNS=//p' "$STATE_DIR/state")
 log "helm install $RELEASE (certificates.mode=self) from inside $NETNS"
 IN "$HELM" install "$RELEASE" "$REPO/charts/gracekeeper" --namespace "$NAMESPACE" --create-namespace \
 	--set image.repository="$IMAGE_REPO" --set image.tag="$IMAGE_TAG" --set image.pullPolicy=Never \
-	--set certificates.mode=self --set reports.installCRDs=true --wait --timeout 3m
+	--set certificates.mode=self --set reports.installCRDs=true --set containerExits.readLogs=true --wait --timeout 3m
 IN "$K8S_BIN/kubectl" -n "$NAMESPACE" get pods -o wide
 
 log "running the node tests and the e2e suite (which ends with helm uninstall) inside $NETNS"

@@ -24,6 +24,10 @@ func TestCRDRefusesBadPolicies(t *testing.T) {
 	}{
 		"valid policy is accepted":               {spec: `{preStop: {sleep: {seconds: 5}}, shutdownSeconds: 10, finalizers: [gracekeeper.dev/termination-record], cleanup: {finalizer: example.com/release-ip, url: "https://ipam.example.com/release"}, validation: {action: Warn}}`},
 		"cluster-local http cleanup is accepted": {spec: `{cleanup: {finalizer: example.com/release-ip, url: "http://ipam.net.svc:8080/release"}}`},
+		"container exits are accepted":           {spec: `{finalizers: [gracekeeper.dev/termination-record], containerExits: {record: false, logLines: 50}, cleanup: {finalizer: example.com/scratch, url: "https://gc.example.com/r", when: [Deletion, ContainerExit]}}`},
+		"exit cleanup without Deletion":          {spec: `{cleanup: {finalizer: example.com/scratch, url: "https://gc.example.com/r", when: [ContainerExit]}}`, wantErr: []string{"spec.cleanup.when", "must include Deletion"}},
+		"a trigger twice":                        {spec: `{cleanup: {finalizer: example.com/scratch, url: "https://gc.example.com/r", when: [Deletion, Deletion]}}`, wantErr: []string{"spec.cleanup.when[1]", "Duplicate"}},
+		"negative logLines":                      {spec: `{containerExits: {logLines: -1}}`, wantErr: []string{"spec.containerExits.logLines"}},
 		"two hook actions":                       {spec: `{preStop: {sleep: {seconds: 5}, exec: {command: [x], budgetSeconds: 1}}}`, wantErr: []string{"spec.preStop", "exactly one of sleep, exec or httpGet"}},
 		"no hook action":                         {spec: `{postStart: {overwrite: true}}`, wantErr: []string{"spec.postStart", "exactly one"}},
 		"exec preStop without budget":            {spec: `{preStop: {exec: {command: [x]}}}`, wantErr: []string{"spec.preStop.exec.budgetSeconds", "needs budgetSeconds"}},

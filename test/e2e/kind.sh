@@ -62,7 +62,7 @@ install() { # $1 = certificates.mode
 	for attempt in 1 2 3 4 5; do
 		if "$HELM" upgrade --install "$RELEASE" "$REPO/charts/gracekeeper" --namespace "$NAMESPACE" --create-namespace \
 			--set image.repository="${IMG%:*}" --set image.tag="${IMG##*:}" --set image.pullPolicy=Never \
-			--set certificates.mode="$1" --set reports.installCRDs=true --wait --timeout 5m; then
+			--set certificates.mode="$1" --set reports.installCRDs=true --set containerExits.readLogs=true --wait --timeout 5m; then
 			return 0
 		fi
 		log "install attempt $attempt failed; retrying in 15s"

@@ -40,6 +40,20 @@ func TestInvalidPolicy(t *testing.T) {
 			spec:    v1alpha1.LifecyclePolicySpec{Cleanup: &v1alpha1.Cleanup{Finalizer: "example.com/release", URL: "http://ipam.example.com/release"}},
 			wantErr: []string{"spec.cleanup.url"},
 		},
+		"cleanup on container exits without Deletion": {
+			spec: v1alpha1.LifecyclePolicySpec{Cleanup: &v1alpha1.Cleanup{Finalizer: "example.com/release", URL: "https://ipam.example.com/release",
+				When: []v1alpha1.CleanupTrigger{v1alpha1.CleanupOnContainerExit}}},
+			wantErr: []string{"spec.cleanup.when", "must include Deletion"},
+		},
+		"unknown cleanup trigger": {
+			spec: v1alpha1.LifecyclePolicySpec{Cleanup: &v1alpha1.Cleanup{Finalizer: "example.com/release", URL: "https://ipam.example.com/release",
+				When: []v1alpha1.CleanupTrigger{v1alpha1.CleanupOnDeletion, "Restart"}}},
+			wantErr: []string{"spec.cleanup.when[1]", "Unsupported value"},
+		},
+		"more log lines than the bound": {
+			spec:    v1alpha1.LifecyclePolicySpec{ContainerExits: &v1alpha1.ContainerExits{LogLines: 51}},
+			wantErr: []string{"spec.containerExits.logLines"},
+		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
