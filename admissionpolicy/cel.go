@@ -2,6 +2,7 @@ package admissionpolicy
 
 import (
 	"fmt"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -81,6 +82,9 @@ func selectorCEL(ls *metav1.LabelSelector, m string) (string, error) {
 // Patterns were checked with path.Match when the policy was validated, so
 // a malformed one is an error here too.
 func globRegexp(g string) (string, error) {
+	if _, err := path.Match(g, ""); err != nil {
+		return "", fmt.Errorf("glob %q: %w", g, err)
+	}
 	var sb strings.Builder
 	sb.WriteString("^")
 	rs := []rune(g)

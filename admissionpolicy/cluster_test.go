@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
@@ -24,7 +25,10 @@ import (
 // cluster is the real kube-apiserver + etcd the tests of this package
 // share (test/controlplane): the compiled objects are only proved by the
 // API server that evaluates them.
-var cluster client.Client
+var (
+	cluster       client.Client
+	clusterConfig *rest.Config
+)
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
@@ -42,6 +46,7 @@ func run(m *testing.M) int {
 			return 1
 		}
 		defer func() { _ = env.Stop() }()
+		clusterConfig = cfg
 		s := runtime.NewScheme()
 		_ = clientgoscheme.AddToScheme(s)
 		_ = v1alpha1.AddToScheme(s)
