@@ -35,16 +35,13 @@ type Objects struct {
 	VAPBinding *admissionregistrationv1.ValidatingAdmissionPolicyBinding
 	MAP        *admissionregistrationv1.MutatingAdmissionPolicy
 	MAPBinding *admissionregistrationv1.MutatingAdmissionPolicyBinding
-	// OnWebhook lists what of this policy the compiled objects do not say
-	// and the webhook keeps (docs/admission-modes.md), one line each.
-	OnWebhook []string
 }
 
-// Labels on every object gracekeeper compiles, so that orphans (a policy
-// gone while gracekeeper was down, a renamed object) are found and removed.
+// LabelCompiled marks every object gracekeeper compiles, so that orphans
+// (a policy gone while gracekeeper was down, a mode switched back to
+// webhook) are found and removed.
 const (
-	LabelManagedBy = "app.kubernetes.io/managed-by"
-	ManagedBy      = "gracekeeper"
+	LabelCompiled = "gracekeeper.dev/compiled"
 	// AnnotationPolicy names the policy an object was compiled from (a
 	// policy name may be longer than a label value may).
 	AnnotationPolicy = "gracekeeper.dev/policy"
@@ -148,7 +145,7 @@ func (g *gen) objects() (Objects, error) {
 	meta := func() metav1.ObjectMeta {
 		return metav1.ObjectMeta{
 			Name:        name,
-			Labels:      map[string]string{LabelManagedBy: ManagedBy},
+			Labels:      map[string]string{LabelCompiled: "true"},
 			Annotations: map[string]string{AnnotationPolicy: g.self.p.Name},
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: v1alpha1.GroupVersion.String(), Kind: "LifecyclePolicy",
@@ -207,7 +204,6 @@ func (g *gen) objects() (Objects, error) {
 				MatchResources:    bindingMatch.DeepCopy(),
 			},
 		},
-		OnWebhook: g.onWebhook(),
 	}
 	if !g.cfg.Mutate {
 		return o, nil
@@ -242,14 +238,6 @@ func (g *gen) objects() (Objects, error) {
 		},
 	}
 	return o, nil
-}
-
-// onWebhook is what the compiled objects leave to the webhook.
-func (g *gen) onWebhook() []string {
-	return []string{
-		"workload templates (validate-workloads): controller labels of unknown value are judged by policies.ReviewTemplate",
-		"advice findings (Warn/Audit: unknown preStop, short probe grace, bad or overriding annotations, skipped hooks, capped grace, opt-out traces)",
-	}
 }
 
 // bindingSelectors are the binding's selectors: the policy's own, with the
