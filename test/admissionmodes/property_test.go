@@ -1,4 +1,4 @@
-package admissionpolicy
+package admissionmodes
 
 import (
 	"flag"
@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gracekeeper/gracekeeper/admissionpolicy"
 	"github.com/gracekeeper/gracekeeper/policies"
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 )
@@ -80,10 +81,10 @@ func TestBudgetCELMatchesEngine(t *testing.T) {
 	var pols []v1alpha1.LifecyclePolicy
 	for i := range specs {
 		p := specs[i].DeepCopy()
-		install(t, p)
+		createAll(t, p)
 		pols = append(pols, *p)
 	}
-	cfg := Config{ExcludedNamespaces: policies.SystemNamespaces(), IgnoreLabel: policies.DefaultIgnoreLabel}
+	cfg := admissionpolicy.Config{ExcludedNamespaces: policies.SystemNamespaces(), IgnoreLabel: policies.DefaultIgnoreLabel}
 	compiledObjects(t, pols, cfg)
 	waitEffective(t, false)
 	set, fs := policies.NewSet(policies.Config{ExcludedNamespaces: cfg.ExcludedNamespaces, IgnoreLabel: cfg.IgnoreLabel}, pols)

@@ -1,4 +1,6 @@
-package admissionpolicy
+// Package admissionmodes runs the engine's golden cases and random pods
+// through a real kube-apiserver in both admission modes.
+package admissionmodes
 
 import (
 	"context"
@@ -17,17 +19,18 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/gracekeeper/gracekeeper/admissionpolicy"
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 	"github.com/gracekeeper/gracekeeper/test/controlplane"
 )
 
-// cluster is the real kube-apiserver + etcd the tests of this package
-// share (test/controlplane): the compiled objects are only proved by the
-// API server that evaluates them.
+// cluster is the control plane the tests of this package share.
 var (
 	cluster       client.Client
 	clusterConfig *rest.Config
+	serving       envtest.WebhookInstallOptions
 )
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
@@ -39,6 +42,9 @@ func run(m *testing.M) int {
 			return 1
 		}
 		env := controlplane.New()
+		// envtest writes a serving certificate for 127.0.0.1: webhook
+		// mode's gracekeeper serves with it.
+		env.WebhookInstallOptions = envtest.WebhookInstallOptions{LocalServingHost: "127.0.0.1"}
 		cfg, err := env.Start()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "control plane:", err)
@@ -47,6 +53,7 @@ func run(m *testing.M) int {
 		}
 		defer func() { _ = env.Stop() }()
 		clusterConfig = cfg
+		serving = env.WebhookInstallOptions
 		s := runtime.NewScheme()
 		_ = clientgoscheme.AddToScheme(s)
 		_ = v1alpha1.AddToScheme(s)
@@ -83,9 +90,10 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-// install creates the objects and removes them when the test ends (no
+// createAll creates the objects and removes them when the test ends (no
 // garbage collector runs in this control plane).
-func install(t *testing.T, objs ...client.Object) {
+
+func createAll(t *testing.T, objs ...client.Object) {
 	t.Helper()
 	ctx := ctxT(t)
 	for _, o := range objs {
@@ -118,16 +126,16 @@ func isNilPtr(o client.Object) bool {
 }
 
 // compiledObjects installs what Compile makes of each policy of the set.
-func compiledObjects(t *testing.T, pols []v1alpha1.LifecyclePolicy, cfg Config) {
+func compiledObjects(t *testing.T, pols []v1alpha1.LifecyclePolicy, cfg admissionpolicy.Config) {
 	t.Helper()
 	for i := range pols {
-		o, err := Compile(&pols[i], pols, cfg)
+		o, err := admissionpolicy.Compile(&pols[i], pols, cfg)
 		if err != nil {
 			t.Fatalf("compile %s: %v", pols[i].Name, err)
 		}
-		install(t, o.VAP, o.VAPBinding)
+		createAll(t, o.VAP, o.VAPBinding)
 		if cfg.Mutate {
-			install(t, o.MAP, o.MAPBinding)
+			createAll(t, o.MAP, o.MAPBinding)
 		}
 	}
 }
@@ -148,14 +156,14 @@ func waitEffective(t *testing.T, mutate bool) {
 	if mutate {
 		want = id + " mutated"
 	}
-	install(t,
+	createAll(t,
 		&admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: id}, Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
 			MatchConstraints: match, Validations: []admissionregistrationv1.Validation{{Expression: "false",
 				MessageExpression: fmt.Sprintf("%q + (object.metadata.labels[?'gk-mutated'].orValue('') == 'yes' ? ' mutated' : '')", id)}}}},
 		&admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: id}, Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
 			PolicyName: id, ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}, MatchResources: &admissionregistrationv1.MatchResources{ObjectSelector: sel}}})
 	if mutate {
-		install(t,
+		createAll(t,
 			&admissionregistrationv1.MutatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: id}, Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
 				ReinvocationPolicy: admissionregistrationv1.NeverReinvocationPolicy, MatchConstraints: match, Mutations: []admissionregistrationv1.Mutation{{PatchType: admissionregistrationv1.PatchTypeJSONPatch,
 					JSONPatch: &admissionregistrationv1.JSONPatch{Expression: "[JSONPatch{op: 'add', path: '/metadata/labels/gk-mutated', value: 'yes'}]"}}}}},
@@ -201,3 +209,5 @@ func ensureNamespace(t *testing.T, name string, labels map[string]string) string
 	}
 	return name
 }
+
+func ptr[T any](v T) *T { return &v }
