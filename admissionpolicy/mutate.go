@@ -160,29 +160,28 @@ func (g *gen) plannedSeconds(p, w string) string {
 	return "(" + sb.String() + ")"
 }
 
-// eqChain is "hook h equals the handler of policy p (a CEL int)".
-func (g *gen) eqChain(h, p string, of func(pol) *corev1.LifecycleHandler) string {
+// byPolicy is a CEL choice on the policy index p (a CEL int): expr of the
+// handler of each policy that has one (of), else otherwise.
+func (g *gen) byPolicy(p string, of func(pol) *corev1.LifecycleHandler, expr func(*corev1.LifecycleHandler) string, otherwise string) string {
 	var sb strings.Builder
 	for _, e := range g.pols {
 		if hd := of(e); hd != nil {
-			fmt.Fprintf(&sb, "%s == %d ? %s : ", p, e.i, handlerEq(h, hd))
+			fmt.Fprintf(&sb, "%s == %d ? %s : ", p, e.i, expr(hd))
 		}
 	}
-	sb.WriteString("false")
+	sb.WriteString(otherwise)
 	return "(" + sb.String() + ")"
 }
 
-// handlerChain is the handler of policy p (a CEL int) as a typed object of
-// type t, as policies.Handler builds it.
+// eqChain is "hook h equals the handler of policy p".
+func (g *gen) eqChain(h, p string, of func(pol) *corev1.LifecycleHandler) string {
+	return g.byPolicy(p, of, func(hd *corev1.LifecycleHandler) string { return handlerEq(h, hd) }, "false")
+}
+
+// handlerChain is the handler of policy p as a typed object of type t, as
+// policies.Handler builds it.
 func (g *gen) handlerChain(p, t string, of func(pol) *corev1.LifecycleHandler) string {
-	var sb strings.Builder
-	for _, e := range g.pols {
-		if hd := of(e); hd != nil {
-			fmt.Fprintf(&sb, "%s == %d ? %s : ", p, e.i, handlerLiteral(hd, t))
-		}
-	}
-	sb.WriteString(t + "{}")
-	return "(" + sb.String() + ")"
+	return g.byPolicy(p, of, func(hd *corev1.LifecycleHandler) string { return handlerLiteral(hd, t) }, t+"{}")
 }
 
 func handlerLiteral(h *corev1.LifecycleHandler, t string) string {

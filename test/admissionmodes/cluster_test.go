@@ -211,3 +211,16 @@ func ensureNamespace(t *testing.T, name string, labels map[string]string) string
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// warningClient is a client whose requests' warnings w collects.
+func warningClient(t *testing.T) (client.Client, *warnings) {
+	t.Helper()
+	w := &warnings{}
+	rc := rest.CopyConfig(clusterConfig)
+	rc.WarningHandler = w
+	c, err := client.New(rc, client.Options{Scheme: cluster.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, w
+}

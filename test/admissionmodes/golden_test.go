@@ -19,7 +19,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -167,13 +166,7 @@ func runGolden(t *testing.T, gc goldenCase, mode admissionpolicy.Mode) {
 			t.Fatalf("the engine's pod, created with no admission: %v", err)
 		}
 	}
-	w := &warnings{}
-	rc := rest.CopyConfig(clusterConfig)
-	rc.WarningHandler = w
-	wc, err := client.New(rc, client.Options{Scheme: cluster.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	wc, w := warningClient(t)
 	// check is one create of the case's pod: "" when it gives the engine's answer.
 	check := func() string {
 		got := gc.pod.DeepCopy()
@@ -229,7 +222,7 @@ func runGolden(t *testing.T, gc goldenCase, mode admissionpolicy.Mode) {
 	// policies (and drops the previous case's) through its informer; the
 	// answer must become the engine's within the propagation bound.
 	var last string
-	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
 		last = check()
 		return last == "", nil
 	})

@@ -12,7 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gracekeeper/gracekeeper/admissionpolicy"
@@ -92,13 +91,7 @@ func TestBudgetCELMatchesEngine(t *testing.T) {
 		t.Fatal(fs)
 	}
 
-	w := &warnings{}
-	rc := rest.CopyConfig(clusterConfig)
-	rc.WarningHandler = w
-	wc, err := client.New(rc, client.Options{Scheme: cluster.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	wc, w := warningClient(t)
 	rng := rand.New(rand.NewPCG(*propSeed, 1))
 	var denied, warned, admitted, invalid int
 	for i := 0; i < *propCases; i++ {

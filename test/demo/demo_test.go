@@ -49,16 +49,7 @@ func TestDemo(t *testing.T) {
 // admission policies, and after gracekeeper is killed (SIGKILL) a web pod
 // still gets its hook and a pod over its budget is still refused.
 func testAPIServerMode(t *testing.T, gk string) {
-	args := []string{"--exit", "--assets", controlplane.AssetsDir(), "--gracekeeper", gk, "--admission-mode", "apiserver"}
-	var stdout, stderr bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	code := run(ctx, args, &stdout, &stderr)
-	report := stdout.String()
-	t.Logf("demo output:\n%s\nstderr:\n%s", report, stderr.String())
-	if code != 0 {
-		t.Fatalf("demo exited %d", code)
-	}
+	report := runExit(t, gk, "--admission-mode", "apiserver")
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`(?s)pod/web .*?admitted.*?container "app": preStop sleep 5s injected`),
 		regexp.MustCompile(`(?s)pod/web .*?terminationGracePeriodSeconds 10 -> 25`),
@@ -76,11 +67,11 @@ func testAPIServerMode(t *testing.T, gk string) {
 	checkNothingLeft(t, report)
 }
 
-// testExit runs the whole demo with --exit and checks the report shows the
-// injected hook and the refusals with their reasons, and that nothing is
-// left behind: no temp dir, no gracekeeper process, no kube-apiserver.
-func testExit(t *testing.T, gk string) {
-	args := []string{"--exit", "--assets", controlplane.AssetsDir(), "--gracekeeper", gk}
+// runExit runs the whole demo with --exit and the extra args, and returns
+// its report; a non-zero exit fails the test.
+func runExit(t *testing.T, gk string, extra ...string) string {
+	t.Helper()
+	args := append([]string{"--exit", "--assets", controlplane.AssetsDir(), "--gracekeeper", gk}, extra...)
 	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -90,6 +81,14 @@ func testExit(t *testing.T, gk string) {
 	if code != 0 {
 		t.Fatalf("demo exited %d", code)
 	}
+	return report
+}
+
+// testExit runs the whole demo with --exit and checks the report shows the
+// injected hook and the refusals with their reasons, and that nothing is
+// left behind: no temp dir, no gracekeeper process, no kube-apiserver.
+func testExit(t *testing.T, gk string) {
+	report := runExit(t, gk)
 
 	for _, want := range []*regexp.Regexp{
 		// The web pod gets the library policy's native sleep preStop, and
