@@ -16,6 +16,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -37,6 +38,34 @@ type goldenCase struct {
 	excluded []string
 }
 
+// loadPolicies reads the LifecyclePolicy documents of a YAML file.
+func loadPolicies(t *testing.T, path string) []v1alpha1.LifecyclePolicy {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pols []v1alpha1.LifecyclePolicy
+	r := utilyaml.NewYAMLReader(bufioReader(raw))
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return pols
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(bytes.TrimSpace(bytes.TrimPrefix(bytes.TrimSpace(doc), []byte("---")))) == 0 {
+			continue
+		}
+		var p v1alpha1.LifecyclePolicy
+		if err := yaml.UnmarshalStrict(doc, &p); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		pols = append(pols, p)
+	}
+}
+
 func loadGolden(t *testing.T, dir string) goldenCase {
 	t.Helper()
 	var gc goldenCase
@@ -51,24 +80,7 @@ func loadGolden(t *testing.T, dir string) goldenCase {
 	if err := yaml.UnmarshalStrict(read("pod.yaml"), gc.pod); err != nil {
 		t.Fatal(err)
 	}
-	r := utilyaml.NewYAMLReader(bufioReader(read("policies.yaml")))
-	for {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(bytes.TrimSpace(bytes.TrimPrefix(bytes.TrimSpace(doc), []byte("---")))) == 0 {
-			continue
-		}
-		var p v1alpha1.LifecyclePolicy
-		if err := yaml.UnmarshalStrict(doc, &p); err != nil {
-			t.Fatal(err)
-		}
-		gc.pols = append(gc.pols, p)
-	}
+	gc.pols = loadPolicies(t, filepath.Join(dir, "policies.yaml"))
 	gc.ns = policies.Namespace{Name: gc.pod.Namespace}
 	if raw := read("namespace.yaml"); raw != nil {
 		var n corev1.Namespace
@@ -89,8 +101,9 @@ func loadGolden(t *testing.T, dir string) goldenCase {
 	return gc
 }
 
-// TestGoldenCasesInBothModes runs every engine golden case through the
-// real API server in each admission mode: apiserver (the case's policies
+// TestGoldenCasesInBothModes runs every engine golden case, and every pod
+// CREATE case of the webhook's goldens, through the real API server in
+// each admission mode: apiserver (the case's policies
 // compiled by admissionpolicy.Compile, gracekeeper not running) and
 // webhook (gracekeeper serve, app.Run, behind the chart's webhook
 // configurations). In both, the pod the API server admits must be the
@@ -102,31 +115,80 @@ func loadGolden(t *testing.T, dir string) goldenCase {
 // apiserver mode (docs/admission-modes.md says why).
 func TestGoldenCasesInBothModes(t *testing.T) {
 	needCluster(t)
+	type namedCase struct {
+		name string
+		load func(t *testing.T) goldenCase
+	}
+	var cases []namedCase
 	entries, err := os.ReadDir(goldenDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var dirs []string
 	for _, e := range entries {
 		dir := filepath.Join(goldenDir, e.Name())
 		if _, err := os.Stat(filepath.Join(dir, "pod.yaml")); err == nil {
-			dirs = append(dirs, dir)
+			cases = append(cases, namedCase{"policies/" + e.Name(), func(t *testing.T) goldenCase { return loadGolden(t, dir) }})
 		}
 	}
-	if len(dirs) < 20 {
-		t.Fatalf("only %d golden cases found in %s", len(dirs), goldenDir)
+	n := len(cases)
+	// The webhook package's pod CREATE cases, with its shared policies.
+	entries, err = os.ReadDir(webhookCaseDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		dir := filepath.Join(webhookCaseDir, e.Name())
+		if gc, ok := loadWebhookCase(t, dir); ok {
+			cases = append(cases, namedCase{"webhook/" + e.Name(), func(*testing.T) goldenCase { return gc }})
+		}
+	}
+	if n < 20 || len(cases)-n < 8 {
+		t.Fatalf("only %d engine and %d webhook pod cases found", n, len(cases)-n)
 	}
 	t.Run("apiserver", func(t *testing.T) {
-		for _, dir := range dirs {
-			t.Run(filepath.Base(dir), func(t *testing.T) { runGolden(t, loadGolden(t, dir), admissionpolicy.ModeAPIServer) })
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) { runGolden(t, c.load(t), admissionpolicy.ModeAPIServer) })
 		}
 	})
 	t.Run("webhook", func(t *testing.T) {
 		startWebhookMode(t)
-		for _, dir := range dirs {
-			t.Run(filepath.Base(dir), func(t *testing.T) { runGolden(t, loadGolden(t, dir), admissionpolicy.ModeWebhook) })
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) { runGolden(t, c.load(t), admissionpolicy.ModeWebhook) })
 		}
 	})
+}
+
+// webhookCaseDir holds the webhook package's golden AdmissionReviews.
+const webhookCaseDir = "../../webhook/testdata/cases"
+
+// loadWebhookCase reads a webhook golden case that reviews a pod CREATE
+// (ok false for the others: workloads and UPDATEs stay on the webhook in
+// both modes), with the webhook tests' policies and exclusions.
+func loadWebhookCase(t *testing.T, dir string) (goldenCase, bool) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, "request.json"))
+	if err != nil {
+		return goldenCase{}, false
+	}
+	var review struct {
+		Request struct {
+			Kind      metav1.GroupVersionKind `json:"kind"`
+			Namespace string                  `json:"namespace"`
+			Operation string                  `json:"operation"`
+			Object    corev1.Pod              `json:"object"`
+		} `json:"request"`
+	}
+	if err := yaml.Unmarshal(raw, &review); err != nil {
+		t.Fatalf("%s: %v", dir, err)
+	}
+	r := review.Request
+	if r.Kind.Kind != "Pod" || r.Operation != "CREATE" {
+		return goldenCase{}, false
+	}
+	gc := goldenCase{pod: r.Object.DeepCopy(), ns: policies.Namespace{Name: r.Namespace}, excluded: []string{"kube-system"}}
+	gc.pod.Namespace = r.Namespace
+	gc.pols = loadPolicies(t, filepath.Join(filepath.Dir(webhookCaseDir), "policies.yaml"))
+	return gc, true
 }
 
 func runGolden(t *testing.T, gc goldenCase, mode admissionpolicy.Mode) {
@@ -159,10 +221,13 @@ func runGolden(t *testing.T, gc goldenCase, mode admissionpolicy.Mode) {
 		}
 	}
 	var stored *corev1.Pod
+	invalid := false // a pod the API server refuses whatever admission says
 	if !want.Denied() {
 		stored = want.Pod.DeepCopy()
 		stored.Namespace = plain
-		if err := cluster.Create(ctx, stored, client.DryRunAll); err != nil {
+		if err := cluster.Create(ctx, stored, client.DryRunAll); apierrors.IsInvalid(err) {
+			invalid = true
+		} else if err != nil {
 			t.Fatalf("the engine's pod, created with no admission: %v", err)
 		}
 	}
@@ -173,6 +238,12 @@ func runGolden(t *testing.T, gc goldenCase, mode admissionpolicy.Mode) {
 		_ = w.take()
 		err := wc.Create(ctx, got, client.DryRunAll)
 		warned := w.take()
+		if invalid {
+			if !apierrors.IsInvalid(err) {
+				return fmt.Sprintf("the pod is invalid to the API server, yet: %v", err)
+			}
+			return ""
+		}
 		if want.Denied() {
 			if err == nil {
 				return fmt.Sprintf("admitted; the engine denies it: %v", want.Findings)
