@@ -195,3 +195,12 @@ func startOnce() source.Func {
 		return nil
 	}
 }
+
+// RemoveAll deletes every object gracekeeper compiled (the label), for
+// `gracekeeper release-finalizers` before an uninstall: policies usually
+// outlive the release (the chart keeps the CRD), and a
+// MutatingAdmissionPolicy left behind would go on adding finalizers that
+// no controller removes any more.
+func RemoveAll(ctx context.Context, c client.Client) error {
+	return (&Reconciler{Client: c, Reader: c}).prune(ctx, nil)
+}
