@@ -160,6 +160,11 @@ func (g *gen) objects() (Objects, error) {
 				Resources: []string{"pods"}, Scope: ptr(admissionregistrationv1.NamespacedScope)},
 		}}},
 		MatchPolicy: ptr(admissionregistrationv1.Equivalent),
+		// The API server's defaults, written out so that the reconciler
+		// finds the stored object equal to the compiled one and does not
+		// update it on every reconcile.
+		NamespaceSelector: &metav1.LabelSelector{},
+		ObjectSelector:    &metav1.LabelSelector{},
 	}
 	conds := []admissionregistrationv1.MatchCondition{{
 		// A mirror pod is the API server's copy of a static pod: left
@@ -167,7 +172,7 @@ func (g *gen) objects() (Objects, error) {
 		Name:       "not-a-mirror-pod",
 		Expression: fmt.Sprintf("!(%s in object.metadata.?annotations.orValue({}))", str(corev1.MirrorPodAnnotationKey)),
 	}}
-	bindingMatch := &admissionregistrationv1.MatchResources{NamespaceSelector: nsSel, ObjectSelector: podSel}
+	bindingMatch := &admissionregistrationv1.MatchResources{NamespaceSelector: nsSel, ObjectSelector: podSel, MatchPolicy: ptr(admissionregistrationv1.Equivalent)}
 
 	budget, err := g.budgetVariables("")
 	if err != nil {

@@ -80,12 +80,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if r.Mode == ModeAPIServer {
 		cfg := r.Config
 		cfg.Mutate = true
-		for i := range list.Items {
-			p := &list.Items[i]
-			if !p.DeletionTimestamp.IsZero() {
-				continue
+		// A policy being deleted is out of the set already, as for the engine.
+		live := list.Items[:0:0]
+		for _, p := range list.Items {
+			if p.DeletionTimestamp.IsZero() {
+				live = append(live, p)
 			}
-			o, err := Compile(p, list.Items, cfg)
+		}
+		for i := range live {
+			p := &live[i]
+			o, err := Compile(p, live, cfg)
 			if err != nil {
 				// The policy webhook refuses such a policy; one that got in
 				// anyway is left out, as the engine leaves it out.
@@ -119,13 +123,15 @@ func (r *Reconciler) apply(ctx context.Context, obj client.Object) error {
 	if err != nil {
 		return err
 	}
-	if cur.GetLabels()[LabelCompiled] == "true" && equality.Semantic.DeepEqual(cur.GetOwnerReferences(), obj.GetOwnerReferences()) &&
-		equality.Semantic.DeepEqual(specOf(cur), specOf(obj)) {
+	if cur.GetLabels()[LabelCompiled] == "true" && equality.Semantic.DeepEqual(cur.GetOwnerReferences(), obj.GetOwnerReferences()) && SameSpec(cur, obj) {
 		return nil
 	}
 	obj.SetResourceVersion(cur.GetResourceVersion())
 	return r.Client.Update(ctx, obj)
 }
+
+// SameSpec reports whether two compiled objects of one kind have equal specs.
+func SameSpec(a, b client.Object) bool { return equality.Semantic.DeepEqual(specOf(a), specOf(b)) }
 
 func specOf(o client.Object) any {
 	switch x := o.(type) {

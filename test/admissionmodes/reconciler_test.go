@@ -166,3 +166,29 @@ func TestReconcilerKeepsObjectsInStep(t *testing.T) {
 }
 
 func kindOf(o client.Object) string { return strings.TrimPrefix(fmt.Sprintf("%T", o), "*v1.") }
+
+// TestCompiledObjectsAreStoredAsCompiled: the API server stores each
+// compiled object with a spec equal to what Compile made (its defaults are
+// written out), so the reconciler, which updates what differs, writes
+// nothing when nothing changed.
+func TestCompiledObjectsAreStoredAsCompiled(t *testing.T) {
+	needCluster(t)
+	p := &v1alpha1.LifecyclePolicy{ObjectMeta: metav1.ObjectMeta{Name: "stored"}, Spec: v1alpha1.LifecyclePolicySpec{ShutdownSeconds: ptr(int64(3)),
+		Match: v1alpha1.Match{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "stored"}}}}}
+	createAll(t, p)
+	o, err := admissionpolicy.Compile(p, nil, admissionpolicy.Config{Mutate: true, ExcludedNamespaces: []string{"kube-system"}, IgnoreLabel: "gracekeeper.dev/ignore"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range []client.Object{o.VAP, o.VAPBinding, o.MAP, o.MAPBinding} {
+		compiled := obj.DeepCopyObject().(client.Object)
+		createAll(t, obj)
+		stored := compiled.DeepCopyObject().(client.Object)
+		if err := cluster.Get(ctxT(t), client.ObjectKeyFromObject(compiled), stored); err != nil {
+			t.Fatal(err)
+		}
+		if !admissionpolicy.SameSpec(stored, compiled) {
+			t.Errorf("%s is stored with another spec than compiled (an API server default not written out?)", kindOf(compiled))
+		}
+	}
+}
