@@ -31,6 +31,7 @@ import (
 
 	orv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 
+	"github.com/gracekeeper/gracekeeper/admissionpolicy"
 	"github.com/gracekeeper/gracekeeper/audit"
 	"github.com/gracekeeper/gracekeeper/certs"
 	"github.com/gracekeeper/gracekeeper/finalizer"
@@ -94,6 +95,10 @@ type Options struct {
 	// Certs (MutatingWebhookConfiguration, ValidatingWebhookConfiguration)
 	// narrowed to what the policies select (leader only; webhookconfig).
 	NarrowWebhooks bool
+	// AdmissionMode: webhook (default) admits pods through gracekeeper's
+	// webhooks; apiserver compiles each policy into admission policies the
+	// API server evaluates itself (package admissionpolicy).
+	AdmissionMode admissionpolicy.Mode
 }
 
 // Validate says what is wrong with o, naming the option and the serve flag
@@ -137,6 +142,11 @@ func (o Options) Validate() error {
 	// 0 is the default; the API server's own limit for timeoutSeconds is 30 s.
 	if o.Webhook.RequestTimeout < 0 || o.Webhook.RequestTimeout > 30*time.Second {
 		errs = append(errs, fmt.Errorf("--request-timeout %s: must be at most 30s (the API server's limit for timeoutSeconds)", o.Webhook.RequestTimeout))
+	}
+	if o.AdmissionMode != "" {
+		if err := o.AdmissionMode.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("--admission-mode %w", err))
+		}
 	}
 	if o.Webhook.MaxBodyBytes < 0 {
 		errs = append(errs, fmt.Errorf("--max-body-bytes %d: must not be negative (0 is the default)", o.Webhook.MaxBodyBytes))
@@ -271,6 +281,17 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, lg logr.Logger) error
 			return err
 		}
 	}
+	mode := o.AdmissionMode
+	if mode == "" {
+		mode = admissionpolicy.ModeWebhook
+	}
+	eng := o.Engine()
+	// In webhook mode it only removes what an earlier apiserver-mode run compiled.
+	if err := admissionpolicy.Setup(mgr, &admissionpolicy.Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Mode: mode,
+		Config: admissionpolicy.Config{ExcludedNamespaces: eng.ExcludedNamespaces, IgnoreLabel: eng.IgnoreLabel},
+		Log:    lg.WithName("admission-policies")}); err != nil {
+		return err
+	}
 	fo := o.Finalizer
 	fo.Registerer = reg
 	if err := finalizer.Setup(mgr, fo); err != nil {
@@ -297,7 +318,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, lg logr.Logger) error
 			return err
 		}
 	}
-	lg.Info("starting gracekeeper", "namespace", o.Namespace, "leaderElect", o.LeaderElect, "certMode", string(o.CertMode))
+	lg.Info("starting gracekeeper", "namespace", o.Namespace, "leaderElect", o.LeaderElect, "certMode", string(o.CertMode), "admissionMode", string(mode))
 	return mgr.Start(ctx)
 }
 

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/gracekeeper/gracekeeper/admissionpolicy"
 	"github.com/gracekeeper/gracekeeper/certs"
 	"github.com/gracekeeper/gracekeeper/test/controlplane"
 	"github.com/gracekeeper/gracekeeper/webhook"
@@ -54,6 +55,8 @@ func TestValidate(t *testing.T) {
 		"bad excluded namespace": {o: Options{Namespace: "gk", ExcludedNamespaces: []string{"Kube_System"}}, wantErr: `excluded namespace "Kube_System"`},
 		"bad ignore label":       {o: Options{Namespace: "gk", IgnoreLabel: "no spaces/allowed here"}, wantErr: `ignore label "no spaces/allowed here"`},
 		"negative body limit":    {o: Options{Namespace: "gk", Webhook: webhook.Config{MaxBodyBytes: -1}}, wantErr: "--max-body-bytes"},
+		"apiserver admission":    {o: Options{Namespace: "gk", AdmissionMode: admissionpolicy.ModeAPIServer}},
+		"unknown admission mode": {o: Options{Namespace: "gk", AdmissionMode: "both"}, wantErr: `--admission-mode "both": must be webhook or apiserver`},
 		"self without names": {o: Options{Namespace: "gk", CertMode: CertModeSelf},
 			wantErr: "needs the Secret and Service names"},
 		"self without webhook configs": {o: Options{Namespace: "gk", CertMode: CertModeSelf, Certs: certs.Options{SecretName: "s", ServiceName: "svc"}},

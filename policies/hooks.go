@@ -96,3 +96,20 @@ func seconds(s string) (int64, bool) {
 // maxSeconds bounds every duration the engine accepts from annotations and
 // commands, as the CRD schema bounds those of policies.
 const maxSeconds = 86400
+
+// Handler is the pod's LifecycleHandler for a policy hook, with the API
+// server's defaults, exactly as mutation injects it (admissionpolicy
+// compiles the same handler into CEL).
+func Handler(a v1alpha1.HookAction) *corev1.LifecycleHandler { return handler(a) }
+
+// ExecSleepSeconds is the recognised `sleep N` of an exec command (ok false:
+// not recognised), as the budget counts it.
+func ExecSleepSeconds(cmd []string) (int64, bool) { return execSleepSeconds(cmd) }
+
+// IsShell and IsSleep name the interpreters and sleep commands that
+// ExecSleepSeconds recognises, so other renderings of the rule agree.
+func IsShell(p string) bool { return isShell(p) }
+func IsSleep(p string) bool { return isSleep(p) }
+
+// MaxSeconds bounds every duration read from annotations and commands.
+const MaxSeconds = maxSeconds

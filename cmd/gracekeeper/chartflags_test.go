@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/gracekeeper/gracekeeper/admissionpolicy"
 	"github.com/gracekeeper/gracekeeper/app"
 	"github.com/gracekeeper/gracekeeper/test/chartrender"
 )
@@ -110,6 +111,10 @@ func TestChartValuesReachServe(t *testing.T) {
 		"certificates.mode": {
 			values: map[string]any{"certificates": map[string]any{"mode": "certManager"}},
 			check:  func(o serveOptions) bool { return o.CertMode == app.CertModeCertManager },
+		},
+		"admission.mode": {
+			values: map[string]any{"admission": map[string]any{"mode": "apiserver"}},
+			check:  func(o serveOptions) bool { return o.AdmissionMode == admissionpolicy.ModeAPIServer },
 		},
 		"certificates.self.caLifetime": {
 			values: map[string]any{"certificates": map[string]any{"self": map[string]any{"caLifetime": "1000h"}}},

@@ -13,13 +13,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/gracekeeper/gracekeeper/admissionpolicy"
 	"github.com/gracekeeper/gracekeeper/finalizer"
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 )
 
 const releaseUsage = `usage: gracekeeper release-finalizers [--kubeconfig FILE] [--dry-run]
-Removes every gracekeeper finalizer (and only those) from every pod labelled gracekeeper.dev/finalize=true,
-after recording what it can. Exit code: 0 done, 1 some pods failed, 2 bad flags or no cluster.`
+Removes the admission policies gracekeeper compiled (apiserver mode), then every gracekeeper finalizer
+(and only those) from every pod labelled gracekeeper.dev/finalize=true, after recording what it can. Exit code: 0 done, 1 some pods failed, 2 bad flags or no cluster.`
 
 // runReleaseFinalizers is `gracekeeper release-finalizers`, the chart's
 // pre-delete hook: package finalizer does the work.
@@ -56,6 +57,14 @@ func runReleaseFinalizers(ctx context.Context, args []string, _ io.Reader, stdou
 	// Records whose Event the API server refuses (a namespace being
 	// deleted, quota, RBAC) are written here, as JSON lines on stderr.
 	lg := funcr.NewJSON(func(obj string) { fmt.Fprintln(stderr, obj) }, funcr.Options{LogTimestamp: true})
+	// First the compiled admission policies (apiserver mode): once they are
+	// gone no new pod gets a gracekeeper finalizer behind our back.
+	if !dryRun {
+		if err := admissionpolicy.RemoveAll(ctx, c); err != nil {
+			fmt.Fprintf(stderr, "gracekeeper release-finalizers: removing the compiled admission policies: %v\n", err)
+			return 1
+		}
+	}
 	rep, err := finalizer.ReleaseAll(ctrllog.IntoContext(ctx, lg), c, finalizer.ReleaseOptions{DryRun: dryRun})
 	prefix := ""
 	if dryRun {

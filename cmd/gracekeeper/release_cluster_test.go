@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -16,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/gracekeeper/gracekeeper/admissionpolicy"
 	"github.com/gracekeeper/gracekeeper/policies"
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 	"github.com/gracekeeper/gracekeeper/test/controlplane"
@@ -70,6 +72,18 @@ func TestReleaseFinalizersCommand(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// What apiserver mode compiled from the policy must go first: it
+	// would add finalizers nobody removes after the uninstall.
+	objs, err := admissionpolicy.Compile(pol, nil, admissionpolicy.Config{Mutate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	compiled := []client.Object{objs.VAP, objs.VAPBinding, objs.MAP, objs.MAPBinding}
+	for _, o := range compiled {
+		if err := c.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := c.Delete(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
@@ -83,6 +97,11 @@ func TestReleaseFinalizersCommand(t *testing.T) {
 	}
 	if err := c.Get(ctx, client.ObjectKeyFromObject(pod), pod); err == nil {
 		t.Errorf("pod still there with finalizers %v", pod.Finalizers)
+	}
+	for _, o := range compiled {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(o), o); !apierrors.IsNotFound(err) {
+			t.Errorf("compiled %T %s still there: %v", o, o.GetName(), err)
+		}
 	}
 	for _, want := range []string{`"refusal":"namespace_terminating"`, `"record":"termination"`, `"record":"cleanup_abandoned"`, "failed during `gracekeeper release-finalizers`"} {
 		if !strings.Contains(stderr.String(), want) {

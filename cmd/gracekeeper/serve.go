@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/gracekeeper/gracekeeper/admissionpolicy"
 	"github.com/gracekeeper/gracekeeper/app"
 	"github.com/gracekeeper/gracekeeper/certs"
 	"github.com/gracekeeper/gracekeeper/webhook"
@@ -31,6 +32,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, int, bool) 
 		o        serveOptions
 		scope    scopeFlags
 		certMode string
+		mode     string
 	)
 	w := &o.Webhook
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, in-cluster, then ~/.kube/config)")
@@ -55,6 +57,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, int, bool) 
 	fs.DurationVar(&o.Certs.CALifetime, "ca-lifetime", certs.DefaultCALifetime, "self mode: lifetime of the CA")
 	fs.DurationVar(&o.Certs.CertLifetime, "cert-lifetime", certs.DefaultCertLifetime, "self mode: lifetime of the serving certificate (renewed at two thirds)")
 	auditFlags(fs, &o.Options)
+	fs.StringVar(&mode, "admission-mode", string(admissionpolicy.ModeWebhook), "where pods are admitted: webhook (gracekeeper's webhooks mutate and validate them) or apiserver (each policy is compiled into a MutatingAdmissionPolicy and a ValidatingAdmissionPolicy the API server evaluates, so a Deny policy holds while gracekeeper is down; the chart's admission.mode)")
 	fs.IntVar(&o.verbosity, "v", 0, "log verbosity (1: one line per admission request)")
 	switch parseFlags(fs, args, stderr, "") {
 	case parsedHelp:
@@ -63,6 +66,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, int, bool) 
 		return o, 2, false
 	}
 	o.CertMode = app.CertMode(certMode)
+	o.AdmissionMode = admissionpolicy.Mode(mode)
 	o.ExcludedNamespaces = scope.namespaces() // app adds --namespace
 	o.IgnoreLabel = scope.label()
 	if err := o.Validate(); err != nil {

@@ -35,13 +35,14 @@ func TestServeFlags(t *testing.T) {
 		wantErr  string
 		check    func(t *testing.T, o serveOptions)
 	}{
-		"help":               {args: []string{"-h"}, wantCode: 0},
-		"namespace required": {args: nil, wantCode: 2, wantErr: "--namespace is required"},
-		"bad TLS version":    {args: []string{"--namespace", "gk", "--tls-min-version", "1.1"}, wantCode: 2, wantErr: "unsupported TLS minimum version"},
-		"stray argument":     {args: []string{"--namespace", "gk", "extra"}, wantCode: 2, wantErr: `unexpected argument "extra"`},
-		"unknown flag":       {args: []string{"--nope"}, wantCode: 2, wantErr: "flag provided but not defined"},
-		"unknown cert mode":  {args: []string{"--namespace", "gk", "--cert-mode", "vault"}, wantCode: 2, wantErr: `--cert-mode "vault"`},
-		"self needs names":   {args: []string{"--namespace", "gk", "--cert-mode", "self", "--cert-secret", "s"}, wantCode: 2, wantErr: "cert mode self needs the Secret and Service names (--cert-secret, --service)"},
+		"help":                   {args: []string{"-h"}, wantCode: 0},
+		"namespace required":     {args: nil, wantCode: 2, wantErr: "--namespace is required"},
+		"bad TLS version":        {args: []string{"--namespace", "gk", "--tls-min-version", "1.1"}, wantCode: 2, wantErr: "unsupported TLS minimum version"},
+		"stray argument":         {args: []string{"--namespace", "gk", "extra"}, wantCode: 2, wantErr: `unexpected argument "extra"`},
+		"unknown flag":           {args: []string{"--nope"}, wantCode: 2, wantErr: "flag provided but not defined"},
+		"unknown cert mode":      {args: []string{"--namespace", "gk", "--cert-mode", "vault"}, wantCode: 2, wantErr: `--cert-mode "vault"`},
+		"unknown admission mode": {args: []string{"--namespace", "gk", "--admission-mode", "both"}, wantCode: 2, wantErr: `--admission-mode "both": must be webhook or apiserver`},
+		"self needs names":       {args: []string{"--namespace", "gk", "--cert-mode", "self", "--cert-secret", "s"}, wantCode: 2, wantErr: "cert mode self needs the Secret and Service names (--cert-secret, --service)"},
 		"self mode": {args: []string{"--namespace", "gk", "--cert-mode=self", "--cert-secret=s", "--service=svc", "--mutating-webhook-config=w", "--validating-webhook-config=w", "--cert-lifetime=48h"}, wantOK: true, check: func(t *testing.T, o serveOptions) {
 			if o.CertMode != app.CertModeSelf || o.Certs.SecretName != "s" || o.Certs.ServiceName != "svc" || o.Certs.CertLifetime != 48*time.Hour || o.Certs.CALifetime != certs.DefaultCALifetime {
 				t.Errorf("self mode: %+v", o)

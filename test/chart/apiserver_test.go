@@ -38,6 +38,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/gracekeeper/gracekeeper/admissionpolicy"
 	"github.com/gracekeeper/gracekeeper/app"
 	"github.com/gracekeeper/gracekeeper/certs"
 	"github.com/gracekeeper/gracekeeper/finalizer"
@@ -381,6 +382,9 @@ func TestChartOnAPIServer(t *testing.T) {
 				MutatingWebhookConfiguration: "gracekeeper", ValidatingWebhookConfiguration: "gracekeeper"},
 			Finalizer:      finalizer.Options{ReportingInstance: "chart-test"},
 			NarrowWebhooks: true, // webhook.narrow, on by default
+			// apiserver mode: the compiled admission policies are written
+			// with the chart's RBAC too (the rules are the same in both modes).
+			AdmissionMode: admissionpolicy.ModeAPIServer,
 		}
 		mctx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
@@ -451,6 +455,16 @@ func TestChartOnAPIServer(t *testing.T) {
 		})
 		if err != nil {
 			t.Errorf("the narrowing controller never narrowed the MutatingWebhookConfiguration as the ServiceAccount")
+		}
+		// The leader compiled policy p into admission policies and bindings, owned by it.
+		for _, o := range []client.Object{&admissionregistrationv1.ValidatingAdmissionPolicy{}, &admissionregistrationv1.ValidatingAdmissionPolicyBinding{},
+			&admissionregistrationv1.MutatingAdmissionPolicy{}, &admissionregistrationv1.MutatingAdmissionPolicyBinding{}} {
+			err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+				return admin.Get(ctx, client.ObjectKey{Name: admissionpolicy.Name("p")}, o) == nil, nil
+			})
+			if err != nil || len(o.GetOwnerReferences()) != 1 || o.GetOwnerReferences()[0].Name != "p" {
+				t.Errorf("%T %s not written as the ServiceAccount, or not owned by policy p: %v %v", o, admissionpolicy.Name("p"), err, o.GetOwnerReferences())
+			}
 		}
 		// Ready means the policy informers listed and watched with the chart's RBAC.
 		pool := x509.NewCertPool()

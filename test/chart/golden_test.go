@@ -19,6 +19,7 @@ func goldenModes() map[string]map[string]any {
 	return map[string]map[string]any{
 		"self":        nil,
 		"certmanager": {"certificates": map[string]any{"mode": "certManager"}},
+		"apiserver":   {"admission": map[string]any{"mode": "apiserver"}},
 		"options": {
 			"serviceAccount":            map[string]any{"name": "gk-runner", "annotations": map[string]any{"iam.example.com/role": "gk"}},
 			"podAntiAffinity":           map[string]any{"required": true},

@@ -345,7 +345,7 @@ func TestCertificateModes(t *testing.T) {
 		var crCM rbacv1.ClusterRole
 		into(t, find(t, *objs, "ClusterRole", "gracekeeper"), &crCM)
 		for _, r := range crCM.Rules {
-			if slices.Contains(r.APIGroups, "admissionregistration.k8s.io") && (!slices.Equal(r.ResourceNames, []string{"gracekeeper"}) || !slices.Equal(r.Verbs, verbs)) {
+			if slices.Contains(r.APIGroups, "admissionregistration.k8s.io") && slices.Contains(r.Resources, "mutatingwebhookconfigurations") && (!slices.Equal(r.ResourceNames, []string{"gracekeeper"}) || !slices.Equal(r.Verbs, verbs)) {
 				t.Errorf("webhook configurations: %+v, want %v on its own by name", r, verbs)
 			}
 		}
@@ -380,5 +380,26 @@ func TestReleaseFinalizersHook(t *testing.T) {
 	}
 	if count(render(t, map[string]any{"releaseFinalizersHook": map[string]any{"enabled": false}}), "Job") != 0 {
 		t.Error("hook rendered although disabled")
+	}
+}
+
+// TestAPIServerModeRegistersNoPodWebhooks: with admission.mode apiserver
+// pods are admitted by the compiled admission policies, so neither pod
+// webhook is registered; workloads and policies stay on the webhook.
+func TestAPIServerModeRegistersNoPodWebhooks(t *testing.T) {
+	objs := render(t, map[string]any{"admission": map[string]any{"mode": "apiserver"}})
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	into(t, find(t, objs, "MutatingWebhookConfiguration", "gracekeeper"), &mwc)
+	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
+	into(t, find(t, objs, "ValidatingWebhookConfiguration", "gracekeeper"), &vwc)
+	if len(mwc.Webhooks) != 0 {
+		t.Errorf("mutating webhooks %d, want none", len(mwc.Webhooks))
+	}
+	var names []string
+	for _, w := range vwc.Webhooks {
+		names = append(names, w.Name)
+	}
+	if !slices.Equal(names, []string{"validate-workloads.gracekeeper.dev", "validate-policies.gracekeeper.dev"}) {
+		t.Errorf("validating webhooks %v", names)
 	}
 }

@@ -19,6 +19,7 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		"unknown failurePolicy":         {map[string]any{"webhook": map[string]any{"mutating": map[string]any{"failurePolicy": "Retry"}}}, []string{"/webhook/mutating/failurePolicy", "Ignore", "Fail"}},
 		"lower-case failurePolicy":      {map[string]any{"webhook": map[string]any{"validating": map[string]any{"failurePolicy": "ignore"}}}, []string{"/webhook/validating/failurePolicy"}},
 		"unknown certificate mode":      {map[string]any{"certificates": map[string]any{"mode": "letsencrypt"}}, []string{"/certificates/mode", "self", "certManager"}},
+		"unknown admission mode":        {map[string]any{"admission": map[string]any{"mode": "both"}}, []string{"/admission/mode", "webhook", "apiserver"}},
 		"timeout 0":                     {map[string]any{"webhook": map[string]any{"timeoutSeconds": 0}}, []string{"/webhook/timeoutSeconds", "minimum"}},
 		"timeout above 30":              {map[string]any{"webhook": map[string]any{"timeoutSeconds": 31}}, []string{"/webhook/timeoutSeconds", "maximum"}},
 		"port out of range":             {map[string]any{"webhook": map[string]any{"port": 70000}}, []string{"/webhook/port"}},

@@ -38,9 +38,11 @@ type demo struct {
 	out io.Writer
 	// policy is the name of the policy installed.
 	policy string
+	// admissionMode is webhook or apiserver (serve --admission-mode).
+	admissionMode string
 }
 
-func newDemo(cl *cluster, gk *gracekeeperProc, out io.Writer) (*demo, error) {
+func newDemo(cl *cluster, gk *gracekeeperProc, out io.Writer, admissionMode string) (*demo, error) {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return nil, err
@@ -49,7 +51,7 @@ func newDemo(cl *cluster, gk *gracekeeperProc, out io.Writer) (*demo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &demo{cfg: cl.cfg, c: c, gk: gk, out: out}, nil
+	return &demo{cfg: cl.cfg, c: c, gk: gk, out: out, admissionMode: admissionMode}, nil
 }
 
 // install creates gracekeeper's namespace, its webhook configurations as the
@@ -61,7 +63,9 @@ func (d *demo) install(ctx context.Context, policyFile string) error {
 			return err
 		}
 	}
-	mut, val, err := install.Webhooks(install.DefaultOptions(), d.gk.baseURL, d.gk.caBundle)
+	wo := install.DefaultOptions()
+	wo.AdmissionMode = d.admissionMode
+	mut, val, err := install.Webhooks(wo, d.gk.baseURL, d.gk.caBundle)
 	if err != nil {
 		return err
 	}

@@ -41,13 +41,37 @@ func TestDemo(t *testing.T) {
 	gk := buildGracekeeper(t)
 	t.Run("--exit prints the report and cleans up", func(t *testing.T) { testExit(t, gk) })
 	t.Run("Ctrl-C stops everything", func(t *testing.T) { testInterrupt(t, gk) })
+	t.Run("--admission-mode apiserver: the policy holds with gracekeeper killed", func(t *testing.T) { testAPIServerMode(t, gk) })
 }
 
-// testExit runs the whole demo with --exit and checks the report shows the
-// injected hook and the refusals with their reasons, and that nothing is
-// left behind: no temp dir, no gracekeeper process, no kube-apiserver.
-func testExit(t *testing.T, gk string) {
-	args := []string{"--exit", "--assets", controlplane.AssetsDir(), "--gracekeeper", gk}
+// testAPIServerMode runs the demo with serve --admission-mode apiserver:
+// the same pods get the same hooks and refusals from the compiled
+// admission policies, and after gracekeeper is killed (SIGKILL) a web pod
+// still gets its hook and a pod over its budget is still refused.
+func testAPIServerMode(t *testing.T, gk string) {
+	report := runExit(t, gk, "--admission-mode", "apiserver")
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?s)pod/web .*?admitted.*?container "app": preStop sleep 5s injected`),
+		regexp.MustCompile(`(?s)pod/web .*?terminationGracePeriodSeconds 10 -> 25`),
+		regexp.MustCompile(`(?s)pod/slow-drain .*?REFUSED: .*?ValidatingAdmissionPolicy .*?gracekeeper: container "app": preStop 600s \+ shutdown 20s = 620s > terminationGracePeriodSeconds 60s; raise it`),
+		regexp.MustCompile(`(?s)deployment/slow-api .*?REFUSED: .*?container "app": preStop 600s`),
+		regexp.MustCompile(`=== 7 admitted \(3 changed by gracekeeper\), 2 refused ===`),
+		regexp.MustCompile(`gracekeeper is not running`),
+		regexp.MustCompile(`pod/web-while-stopped .*\n\s+admitted: preStop sleep 5s, terminationGracePeriodSeconds 25`),
+		regexp.MustCompile(`pod/slow-drain-while-stopped .*\n\s+REFUSED: .*ValidatingAdmissionPolicy .*gracekeeper: container "app": preStop 600s \+ shutdown 20s = 620s > terminationGracePeriodSeconds 60s`),
+	} {
+		if !want.MatchString(report) {
+			t.Errorf("report does not match %s", want)
+		}
+	}
+	checkNothingLeft(t, report)
+}
+
+// runExit runs the whole demo with --exit and the extra args, and returns
+// its report; a non-zero exit fails the test.
+func runExit(t *testing.T, gk string, extra ...string) string {
+	t.Helper()
+	args := append([]string{"--exit", "--assets", controlplane.AssetsDir(), "--gracekeeper", gk}, extra...)
 	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -57,6 +81,14 @@ func testExit(t *testing.T, gk string) {
 	if code != 0 {
 		t.Fatalf("demo exited %d", code)
 	}
+	return report
+}
+
+// testExit runs the whole demo with --exit and checks the report shows the
+// injected hook and the refusals with their reasons, and that nothing is
+// left behind: no temp dir, no gracekeeper process, no kube-apiserver.
+func testExit(t *testing.T, gk string) {
+	report := runExit(t, gk)
 
 	for _, want := range []*regexp.Regexp{
 		// The web pod gets the library policy's native sleep preStop, and

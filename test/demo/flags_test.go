@@ -21,6 +21,7 @@ func TestBadFlags(t *testing.T) {
 		"missing policy file":        {args: []string{"--policy", missing}, wantErr: missing + ": stat"},
 		"missing assets":             {args: []string{"--assets", missing}, wantErr: filepath.Join(missing, "kube-apiserver")},
 		"unknown flag":               {args: []string{"--frobnicate"}, wantErr: "flag provided but not defined: -frobnicate"},
+		"unknown admission mode":     {args: []string{"--admission-mode", "both"}, wantErr: `--admission-mode "both": must be webhook or apiserver`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

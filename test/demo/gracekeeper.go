@@ -30,6 +30,7 @@ type gracekeeperProc struct {
 	caBundle []byte
 	logPath  string
 	halt     func() error // asks it to stop: SIGTERM
+	kill     func() error // stops it at once: SIGKILL
 	cleanup  func()
 }
 
@@ -50,7 +51,7 @@ func prepare(dir string) (certDir string, ca []byte, port int, err error) {
 }
 
 // startBinary runs `bin serve` with its output in dir/gracekeeper.log.
-func startBinary(bin, kubeconfig, dir string) (*gracekeeperProc, error) {
+func startBinary(bin, kubeconfig, dir, admissionMode string) (*gracekeeperProc, error) {
 	certDir, ca, port, err := prepare(dir)
 	if err != nil {
 		return nil, err
@@ -60,7 +61,7 @@ func startBinary(bin, kubeconfig, dir string) (*gracekeeperProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, serveArgs(kubeconfig, certDir, port)...)
+	cmd := exec.Command(bin, append(serveArgs(kubeconfig, certDir, port), "--admission-mode", admissionMode)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = childAttrs()
 	if err := cmd.Start(); err != nil {
@@ -72,6 +73,7 @@ func startBinary(bin, kubeconfig, dir string) (*gracekeeperProc, error) {
 		exited: make(chan error, 1), caBundle: ca, logPath: logPath,
 		baseURL: "https://127.0.0.1:" + strconv.Itoa(port),
 		halt:    func() error { return cmd.Process.Signal(syscall.SIGTERM) },
+		kill:    func() error { return cmd.Process.Kill() },
 		cleanup: func() { _ = cmd.Process.Kill(); logFile.Close() },
 	}
 	go func() { g.exited <- cmd.Wait() }()

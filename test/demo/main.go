@@ -28,6 +28,9 @@ type options struct {
 	assets      string
 	policy      string
 	exit        bool
+	// admissionMode is passed to `gracekeeper serve --admission-mode` and
+	// chooses the chart's webhook configurations (admission.mode).
+	admissionMode string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -39,8 +42,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.assets, "assets", controlplane.AssetsDir(), "directory holding kube-apiserver, etcd and kubectl (make test-assets)")
 	fs.StringVar(&o.policy, "policy", filepath.Join(root, "policies", "library", "http-drain.yaml"), "the LifecyclePolicy to install")
 	fs.BoolVar(&o.exit, "exit", os.Getenv("DEMO_EXIT") == "1", "exit after the report instead of waiting for Ctrl-C (also DEMO_EXIT=1)")
+	fs.StringVar(&o.admissionMode, "admission-mode", "webhook", "gracekeeper serve --admission-mode: webhook, or apiserver (policies compiled into admission policies the API server evaluates)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if o.admissionMode != "webhook" && o.admissionMode != "apiserver" {
+		return o, fmt.Errorf("--admission-mode %q: must be webhook or apiserver", o.admissionMode)
 	}
 	for _, f := range []string{o.gracekeeper, o.policy, filepath.Join(o.assets, "kube-apiserver"), filepath.Join(o.assets, "etcd")} {
 		if _, err := os.Stat(f); err != nil {
@@ -94,7 +101,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 	}
 	step("kube-apiserver at %s", cl.cfg.Host)
 
-	gk, err := startBinary(o.gracekeeper, cl.kubeconfig, dir)
+	gk, err := startBinary(o.gracekeeper, cl.kubeconfig, dir, o.admissionMode)
 	if gk != nil {
 		defer func() {
 			step("stopping gracekeeper")
@@ -112,11 +119,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 		return fail(fmt.Errorf("%w\n%s", err, gk.logTail()))
 	}
 
-	d, err := newDemo(cl, gk, stdout)
+	d, err := newDemo(cl, gk, stdout, o.admissionMode)
 	if err != nil {
 		return fail(err)
 	}
-	step("installing the webhook configurations and the policy %s", o.policy)
+	step("installing the webhook configurations and the policy %s (admission mode %s)", o.policy, o.admissionMode)
 	if err := d.install(ctx, o.policy); err != nil {
 		return fail(err)
 	}
@@ -127,6 +134,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 	step("auditing what already runs")
 	if err := d.showAudit(ctx, o.gracekeeper, cl.kubeconfig, d.policy); err != nil {
 		return fail(fmt.Errorf("%w\n%s", err, gk.logTail()))
+	}
+
+	if o.admissionMode == "apiserver" {
+		step("killing gracekeeper (SIGKILL): the API server still enforces the policy")
+		if err := d.whileStopped(ctx); err != nil {
+			return fail(err)
+		}
 	}
 
 	fmt.Fprintf(stdout, "\nThe cluster is yours to explore:\n  export KUBECONFIG=%s\n  %s get pods -A\n  %s get lifecyclepolicies\n",

@@ -32,6 +32,9 @@ type Options struct {
 	FailurePolicy admissionregistrationv1.FailurePolicyType
 	// TimeoutSeconds of every webhook (webhook.timeoutSeconds).
 	TimeoutSeconds int32
+	// AdmissionMode is admission.mode: "" or webhook registers the pod
+	// webhooks, apiserver leaves pods to the compiled admission policies.
+	AdmissionMode string
 }
 
 // DefaultOptions: Fail, so that a gracekeeper outage shows as a refusal
@@ -46,13 +49,17 @@ func DefaultOptions() Options {
 // trusting caBundle: what a cluster reaches through the Service, a local API
 // server reaches on loopback.
 func Webhooks(o Options, baseURL string, caBundle []byte) (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration, error) {
-	objs, err := chartrender.Render(map[string]any{
+	values := map[string]any{
 		"webhook": map[string]any{
 			"timeoutSeconds": int64(o.TimeoutSeconds),
 			"mutating":       map[string]any{"failurePolicy": string(o.FailurePolicy)},
 			"validating":     map[string]any{"failurePolicy": string(o.FailurePolicy)},
 		},
-	})
+	}
+	if o.AdmissionMode != "" {
+		values["admission"] = map[string]any{"mode": o.AdmissionMode}
+	}
+	objs, err := chartrender.Render(values)
 	if err != nil {
 		return nil, nil, fmt.Errorf("render charts/gracekeeper: %w", err)
 	}
