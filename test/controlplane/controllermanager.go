@@ -3,7 +3,6 @@ package controlplane
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -202,15 +201,7 @@ func (m *ControllerManager) Stop() error {
 		return nil
 	default:
 	}
-	_ = m.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-m.exited:
-		return nil
-	case <-time.After(10 * time.Second):
-		_ = m.cmd.Process.Kill()
-		<-m.exited
-		return errors.New("kube-controller-manager did not stop within 10s of SIGTERM; killed")
-	}
+	return Terminate(m.cmd.Process, m.exited, 10*time.Second, "kube-controller-manager")
 }
 
 // Running reports whether the process is still up (it exits on fatal errors).
@@ -274,4 +265,18 @@ func FreeLoopbackPort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Terminate sends p SIGTERM and waits until exited delivers; past grace it
+// kills p, waits, and says so.
+func Terminate[T any](p *os.Process, exited <-chan T, grace time.Duration, name string) error {
+	_ = p.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(grace):
+		_ = p.Kill()
+		<-exited
+		return fmt.Errorf("%s did not stop within %s of SIGTERM; killed", name, grace)
+	}
 }

@@ -9,7 +9,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -61,12 +60,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 // removed, before it returns.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
 	o, err := parseFlags(args, stderr)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(stderr, "demo:", err)
-		return 2
+	if code, stop := cli.FlagsParsed("demo", err, stderr); stop {
+		return code
 	}
 	dir, err := os.MkdirTemp("", "gracekeeper-demo-")
 	if err != nil {

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/gracekeeper/gracekeeper/test/controlplane"
+	"github.com/gracekeeper/gracekeeper/test/internal/cli"
 )
 
 // Bounds: a measuring tool for a local control plane, never a load generator.
@@ -110,12 +111,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 // failure (a refused create, a pod not carrying what it should), 2 on bad flags.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	o, err := parseFlags(args, stderr)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(stderr, "bench-cluster:", err)
-		return 2
+	if code, stop := cli.FlagsParsed("bench-cluster", err, stderr); stop {
+		return code
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()

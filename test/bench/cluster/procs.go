@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -155,15 +154,7 @@ func (s *server) stop() error {
 		return nil
 	}
 	defer func() { s.cmd = nil }()
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-		return nil
-	case <-time.After(15 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-		return fmt.Errorf("gracekeeper serve did not exit within 15s of SIGTERM")
-	}
+	return controlplane.Terminate(s.cmd.Process, s.done, 15*time.Second, "gracekeeper serve")
 }
 
 // metrics scrapes gracekeeper's /metrics.
@@ -274,12 +265,8 @@ type mem struct{ rss, peak, anon, file, heap uint64 }
 type metricFamily = dto.MetricFamily
 
 func loopbackAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	port, err := controlplane.FreeLoopbackPort()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), err
 }
 
 func tail(s string) string {

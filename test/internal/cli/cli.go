@@ -3,6 +3,9 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"flag"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -17,4 +20,19 @@ func Main(run func(ctx context.Context, args []string, stdout, stderr io.Writer)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// FlagsParsed turns the error of parsing command's flags into whether to
+// stop and with which exit code: 0 after -h (the flag package printed the
+// usage), 2 after a bad flag, which it prints.
+func FlagsParsed(command string, err error, stderr io.Writer) (code int, stop bool) {
+	switch {
+	case err == nil:
+		return 0, false
+	case errors.Is(err, flag.ErrHelp):
+		return 0, true
+	default:
+		fmt.Fprintf(stderr, "%s: %v\n", command, err)
+		return 2, true
+	}
 }
