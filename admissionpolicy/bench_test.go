@@ -3,6 +3,7 @@ package admissionpolicy
 import (
 	"context"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -55,11 +56,8 @@ func compileEvaluator(t testing.TB, vars []admissionregistrationv1.Variable, con
 		t.Fatal(err)
 	}
 	opts := plugincel.OptionalVariableDeclarations{HasAuthorizer: true}
-	nvs := make([]plugincel.NamedExpressionAccessor, len(vars))
-	for i, v := range vars {
-		nvs[i] = &validating.Variable{Name: v.Name, Expression: v.Expression}
-	}
-	c.CompileAndStoreVariables(nvs, opts, environment.StoredExpressions)
+	// In order, as CompileAndStoreVariables does: a variable sees only
+	// those before it.
 	for _, v := range vars {
 		r := c.CompileAndStoreVariable(&validating.Variable{Name: v.Name, Expression: v.Expression}, opts, environment.StoredExpressions)
 		if r.Error != nil {
@@ -204,30 +202,34 @@ func floorObjects(t testing.TB) (*admissionregistrationv1.MutatingAdmissionPolic
 }
 
 type arm struct {
-	name     string
-	map_     *evaluator
-	vap      *evaluator
-	wantOps  int
-	wantPass bool
+	name string
+	map_ *evaluator
+	vap  *evaluator
 }
 
+// benchArms: the floor; gracekeeper's objects for make bench-cluster's
+// policy; the same with terminationGracePeriod.fit (the mutation then
+// computes the budget too).
 func benchArms(t testing.TB) []arm {
-	p := benchLifecyclePolicy()
-	o, err := Compile(&p, []v1alpha1.LifecyclePolicy{p}, Config{ExcludedNamespaces: []string{"gracekeeper-system", "kube-system"}, IgnoreLabel: "gracekeeper.dev/ignore", Mutate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
 	fm, fv := floorObjects(t)
-	return []arm{
-		{name: "floor",
-			map_: compileEvaluator(t, fm.Spec.Variables, fm.Spec.MatchConditions, nil, fm.Spec.Mutations[0].JSONPatch.Expression),
-			vap:  compileEvaluator(t, fv.Spec.Variables, fv.Spec.MatchConditions, fv.Spec.Validations, ""),
-		},
-		{name: "gracekeeper",
+	arms := []arm{{name: "floor",
+		map_: compileEvaluator(t, fm.Spec.Variables, fm.Spec.MatchConditions, nil, fm.Spec.Mutations[0].JSONPatch.Expression),
+		vap:  compileEvaluator(t, fv.Spec.Variables, fv.Spec.MatchConditions, fv.Spec.Validations, ""),
+	}}
+	fit := benchLifecyclePolicy()
+	fit.Spec.TerminationGracePeriod = &v1alpha1.TerminationGracePeriod{Fit: true}
+	for name, p := range map[string]v1alpha1.LifecyclePolicy{"gracekeeper": benchLifecyclePolicy(), "gracekeeper-fit": fit} {
+		o, err := Compile(&p, []v1alpha1.LifecyclePolicy{p}, Config{ExcludedNamespaces: []string{"gracekeeper-system", "kube-system"}, IgnoreLabel: "gracekeeper.dev/ignore", Mutate: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		arms = append(arms, arm{name: name,
 			map_: compileEvaluator(t, o.MAP.Spec.Variables, o.MAP.Spec.MatchConditions, nil, o.MAP.Spec.Mutations[0].JSONPatch.Expression),
 			vap:  compileEvaluator(t, o.VAP.Spec.Variables, o.VAP.Spec.MatchConditions, o.VAP.Spec.Validations, ""),
-		},
+		})
 	}
+	slices.SortFunc(arms[1:], func(a, b arm) int { return strings.Compare(a.name, b.name) })
+	return arms
 }
 
 // BenchmarkAdmissionCEL: one pod CREATE through the mutating and the

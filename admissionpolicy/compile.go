@@ -387,7 +387,11 @@ func (g *gen) winnerChain(c string, sidecar bool, has func(pol) bool) (string, e
 		if err != nil {
 			return "", err
 		}
-		fmt.Fprintf(&sb, "variables.%s && %s ? %d : ", sv(e.i), t, e.i)
+		if t == "true" {
+			fmt.Fprintf(&sb, "variables.%s ? %d : ", sv(e.i), e.i)
+		} else {
+			fmt.Fprintf(&sb, "variables.%s && %s ? %d : ", sv(e.i), t, e.i)
+		}
 	}
 	sb.WriteString("-1")
 	return "(" + sb.String() + ")", nil
@@ -406,6 +410,12 @@ func (g *gen) targetCEL(e pol, name string) (string, error) {
 		if inc, err = globsCEL(m.Containers, name); err != nil {
 			return "", err
 		}
+	}
+	switch {
+	case ex == "false" && inc == "true":
+		return "true", nil // every container: nothing to evaluate
+	case ex == "false":
+		return inc, nil
 	}
 	return fmt.Sprintf("(!%s && %s)", ex, inc), nil
 }
@@ -508,10 +518,12 @@ func (g *gen) budgetVariables(prefix string) ([]admissionregistrationv1.Variable
 func totalVariables(preCtrs, preInits string) []admissionregistrationv1.Variable {
 	return []admissionregistrationv1.Variable{
 		v("need", fmt.Sprintf("%s.map(p, p + variables.shutdown)", preCtrs)),
-		v("t0", "size(variables.need) == 0 ? 0 : variables.need.max()"),
+		// max(p + d) == max(p) + d: one pass fewer than over need.
+		v("t0", fmt.Sprintf("size(%s) == 0 ? 0 : %s.max() + variables.shutdown", preCtrs, preCtrs)),
 		v("sp", fmt.Sprintf("variables.sideIdx.map(i, %s[i])", preInits)),
 		v("ends", "lists.range(size(variables.sp)).map(k, [variables.t0 + (size(variables.sp) - k) * variables.shutdown, lists.range(size(variables.sp) - k).map(m, variables.sp[k + m] + (m + 1) * variables.shutdown).max()].max())"),
-		v("total", "size(variables.sp) == 0 ? variables.t0 : variables.ends[0]"),
+		// A pod without initContainers has no sidecar: no pass over them.
+		v("total", "size(variables.inits) == 0 || size(variables.sp) == 0 ? variables.t0 : variables.ends[0]"),
 	}
 }
 
