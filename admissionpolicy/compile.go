@@ -75,6 +75,30 @@ type gen struct {
 	pols []pol
 	self *pol
 	cfg  Config
+	// winner is the CEL of the winning policy's index for container i of a
+	// list, by hook and list ("preW_ctrs"): a list variable indexed by i,
+	// or one scalar where no policy tests the container's name.
+	winner map[string]string
+}
+
+// winnerVariable is the variable name holding the winners w (the CEL of
+// winnerChain over container c) for a list: when w does not read c
+// (no policy of the set narrows its containers) every regular container
+// has the same winner, so one scalar replaces a pass over the list.
+func (g *gen) winnerVariable(name, list, w string, sidecar bool) admissionregistrationv1.Variable {
+	if g.winner == nil {
+		g.winner = map[string]string{}
+	}
+	if !sidecar && !strings.Contains(w, "c.") {
+		g.winner[name+"_"+list] = "variables." + name + "1_" + list
+		return v(name+"1_"+list, w)
+	}
+	g.winner[name+"_"+list] = "variables." + name + "_" + list + "[i]"
+	expr := fmt.Sprintf("variables.%s.map(c, %s)", list, w)
+	if sidecar {
+		expr = fmt.Sprintf("variables.%s.map(c, c.?restartPolicy.orValue('') == 'Always' ? %s : -1)", list, w)
+	}
+	return v(name+"_"+list, expr)
 }
 
 // Compile compiles policy p, one of the set all (which it is in, or is
@@ -348,11 +372,7 @@ func (g *gen) commonVariables() ([]admissionregistrationv1.Variable, error) {
 		if err != nil {
 			return nil, err
 		}
-		expr := fmt.Sprintf("variables.%s.map(c, %s)", k.list, w)
-		if k.sidecar {
-			expr = fmt.Sprintf("variables.%s.map(c, c.?restartPolicy.orValue('') == 'Always' ? %s : -1)", k.list, w)
-		}
-		vs = append(vs, v("preW_"+k.list, expr))
+		vs = append(vs, g.winnerVariable("preW", k.list, w, k.sidecar))
 	}
 	return vs, nil
 }
@@ -501,7 +521,7 @@ func declared(w string) string {
 func (g *gen) budgetVariables(prefix string) ([]admissionregistrationv1.Variable, error) {
 	pre := func(list string) string {
 		return fmt.Sprintf("variables.%s.transformList(i, c, !has(c.lifecycle) || !has(c.lifecycle.preStop) ? 0 : %s)",
-			list, g.hookSeconds("c.lifecycle.preStop", "variables.preW_"+list+"[i]"))
+			list, g.hookSeconds("c.lifecycle.preStop", g.winner["preW_"+list]))
 	}
 	return []admissionregistrationv1.Variable{
 		v("pre_ctrs", pre("ctrs")),

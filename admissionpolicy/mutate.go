@@ -40,11 +40,7 @@ func (g *gen) mutation(common []admissionregistrationv1.Variable) ([]admissionre
 			if err != nil {
 				return nil, "", err
 			}
-			expr := fmt.Sprintf("variables.%s.map(c, %s)", list, w)
-			if list == "inits" {
-				expr = fmt.Sprintf("variables.%s.map(c, c.?restartPolicy.orValue('') == 'Always' ? %s : -1)", list, w)
-			}
-			vs = append(vs, v("postW_"+list, expr))
+			vs = append(vs, g.winnerVariable("postW", list, w, list == "inits"))
 		}
 	}
 	var fit, over, pSleep, postOver, postSleep []string
@@ -87,7 +83,7 @@ func (g *gen) mutation(common []admissionregistrationv1.Variable) ([]admissionre
 			v("reach", "variables.fit && variables.maxSecs > variables.cur ? variables.maxSecs : variables.cur"),
 		)
 		for _, list := range lists {
-			w := "variables.preW_" + list + "[i]"
+			w := g.winner["preW_"+list]
 			plan := "variables.planR_" + list + "[i]"
 			vs = append(vs,
 				v("planR_"+list, fmt.Sprintf("variables.%s.transformList(i, c, %s >= 0 && (%s || variables.over[%s]) && variables.pSleep[%s] <= variables.reach ? %s : -1)", list, w, noPre, w, w, w)),
@@ -119,14 +115,14 @@ func (g *gen) mutation(common []admissionregistrationv1.Variable) ([]admissionre
 		// reach == cur), so the planned and the final hook are one pass.
 		vs = append(vs, v("final", "variables.cur"))
 		for _, list := range lists {
-			w := "variables.preW_" + list + "[i]"
+			w := g.winner["preW_"+list]
 			vs = append(vs, v("planF_"+list, fmt.Sprintf("variables.%s.transformList(i, c, %s >= 0 && (%s || variables.over[%s]) && variables.pSleep[%s] <= variables.cur && (%s || !(%s)) ? %s : -1)",
 				list, w, noPre, w, w, noPre, preEq(w), w)))
 		}
 	}
 	if hasPost {
 		for _, list := range lists {
-			pw := "variables.postW_" + list + "[i]"
+			pw := g.winner["postW_"+list]
 			vs = append(vs, v("postF_"+list, fmt.Sprintf("variables.%s.transformList(i, c, %s >= 0 && (%s || variables.postOver[%s]) && variables.postSleep[%s] <= variables.final && (%s || !(%s)) ? %s : -1)",
 				list, pw, noPost, pw, pw, noPost, g.eqChain("c.lifecycle.postStart", pw, func(e pol) *corev1.LifecycleHandler { return e.postStart }), pw)))
 		}
