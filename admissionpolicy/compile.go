@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -208,6 +209,9 @@ func (g *gen) objects() (Objects, error) {
 	if v := g.self.p.Spec.Validation; v != nil && v.Action != "" {
 		action = v.Action
 	}
+	check := fmt.Sprintf("variables.actionFrom != %s || variables.total <= variables.grace", str(g.self.p.Name))
+	message := "variables.message"
+	vvars = inlineVariables(vvars, &check, &message)
 	o := Objects{
 		VAP: &admissionregistrationv1.ValidatingAdmissionPolicy{
 			ObjectMeta: meta(),
@@ -219,8 +223,8 @@ func (g *gen) objects() (Objects, error) {
 				// policy; the inputs are bounded by the pod's size.
 				FailurePolicy: ptr(admissionregistrationv1.Fail),
 				Validations: []admissionregistrationv1.Validation{{
-					Expression:        fmt.Sprintf("variables.actionFrom != %s || variables.total <= variables.grace", str(g.self.p.Name)),
-					MessageExpression: "variables.message",
+					Expression:        check,
+					MessageExpression: message,
 					Reason:            ptr(metav1.StatusReasonForbidden),
 				}},
 			},
@@ -241,6 +245,7 @@ func (g *gen) objects() (Objects, error) {
 	if err != nil {
 		return Objects{}, err
 	}
+	mvars = inlineVariables(mvars, &patch)
 	o.MAP = &admissionregistrationv1.MutatingAdmissionPolicy{
 		ObjectMeta: meta(),
 		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
@@ -585,3 +590,62 @@ func sortStrings(s []string) { slices.Sort(s) }
 
 // sameHandler reports equal handlers as the engine compares them.
 func sameHandler(a, b *corev1.LifecycleHandler) bool { return equality.Semantic.DeepEqual(a, b) }
+
+// inlineVariables writes the cheap variables into the expressions that
+// read them and drops every variable no expression needs, so the API
+// server sets up only what can be evaluated. exprs are the policy's own
+// expressions (validations, messages, the patch), rewritten in place.
+func inlineVariables(vars []admissionregistrationv1.Variable, exprs ...*string) []admissionregistrationv1.Variable {
+	ref := func(name string) *regexp.Regexp {
+		return regexp.MustCompile(`variables\.` + regexp.QuoteMeta(name) + `\b`)
+	}
+	// The cheap variables cost less to repeat than a variable does: each
+	// variable the API server resolves is a program evaluation of its
+	// own, with its own activation and cost tracking
+	// (k8s.io/apiserver/pkg/admission/plugin/cel/composition.go), while a
+	// field path or a constant is a few map lookups.
+	cheapVariables := []string{"labels", "nsLabels", "ann", "ctrs", "inits", "cur", "grace", "over", "pSleep", "postOver", "postSleep",
+		"floors", "fitMax", "fit", "maxSecs", "preW1_ctrs", "postW1_ctrs"}
+	var kept []admissionregistrationv1.Variable
+	inlined := map[string]string{}
+	apply := func(e string) string {
+		for _, n := range cheapVariables {
+			if x, ok := inlined[n]; ok {
+				e = ref(n).ReplaceAllLiteralString(e, "("+x+")")
+			}
+		}
+		return e
+	}
+	for _, v := range vars {
+		v.Expression = apply(v.Expression)
+		if slices.Contains(cheapVariables, v.Name) {
+			inlined[v.Name] = v.Expression
+			continue
+		}
+		kept = append(kept, v)
+	}
+	for _, e := range exprs {
+		*e = apply(*e)
+	}
+	// Keep what the expressions read, and what that reads, in order.
+	need := map[string]bool{}
+	var mark func(e string)
+	mark = func(e string) {
+		for i := len(kept) - 1; i >= 0; i-- {
+			if n := kept[i].Name; !need[n] && ref(n).MatchString(e) {
+				need[n] = true
+				mark(kept[i].Expression)
+			}
+		}
+	}
+	for _, e := range exprs {
+		mark(*e)
+	}
+	out := kept[:0]
+	for _, v := range kept {
+		if need[v.Name] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
