@@ -603,9 +603,10 @@ func inlineVariables(vars []admissionregistrationv1.Variable, exprs ...*string) 
 	// variable the API server resolves is a program evaluation of its
 	// own, with its own activation and cost tracking
 	// (k8s.io/apiserver/pkg/admission/plugin/cel/composition.go), while a
-	// field path or a constant is a few map lookups.
+	// field path, a constant or a choice among the (cached) selections of
+	// the policies is a few map lookups.
 	cheapVariables := []string{"labels", "nsLabels", "ann", "ctrs", "inits", "cur", "grace", "over", "pSleep", "postOver", "postSleep",
-		"floors", "fitMax", "fit", "maxSecs", "preW1_ctrs", "postW1_ctrs"}
+		"floors", "fitMax", "fit", "maxSecs", "preW1_ctrs", "postW1_ctrs", "lowerOK", "first", "actionFrom"}
 	var kept []admissionregistrationv1.Variable
 	inlined := map[string]string{}
 	apply := func(e string) string {
