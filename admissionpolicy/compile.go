@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -75,6 +76,30 @@ type gen struct {
 	pols []pol
 	self *pol
 	cfg  Config
+	// winner is the CEL of the winning policy's index for container i of a
+	// list, by hook and list ("preW_ctrs"): a list variable indexed by i,
+	// or one scalar where no policy tests the container's name.
+	winner map[string]string
+}
+
+// winnerVariable is the variable name holding the winners w (the CEL of
+// winnerChain over container c) for a list: when w does not read c
+// (no policy of the set narrows its containers) every regular container
+// has the same winner, so one scalar replaces a pass over the list.
+func (g *gen) winnerVariable(name, list, w string, sidecar bool) admissionregistrationv1.Variable {
+	if g.winner == nil {
+		g.winner = map[string]string{}
+	}
+	if !sidecar && !strings.Contains(w, "c.") {
+		g.winner[name+"_"+list] = "variables." + name + "1_" + list
+		return v(name+"1_"+list, w)
+	}
+	g.winner[name+"_"+list] = "variables." + name + "_" + list + "[i]"
+	expr := fmt.Sprintf("variables.%s.map(c, %s)", list, w)
+	if sidecar {
+		expr = fmt.Sprintf("variables.%s.map(c, c.?restartPolicy.orValue('') == 'Always' ? %s : -1)", list, w)
+	}
+	return v(name+"_"+list, expr)
 }
 
 // Compile compiles policy p, one of the set all (which it is in, or is
@@ -184,6 +209,9 @@ func (g *gen) objects() (Objects, error) {
 	if v := g.self.p.Spec.Validation; v != nil && v.Action != "" {
 		action = v.Action
 	}
+	check := fmt.Sprintf("variables.actionFrom != %s || variables.total <= variables.grace", str(g.self.p.Name))
+	message := "variables.message"
+	vvars = inlineVariables(vvars, &check, &message)
 	o := Objects{
 		VAP: &admissionregistrationv1.ValidatingAdmissionPolicy{
 			ObjectMeta: meta(),
@@ -195,8 +223,8 @@ func (g *gen) objects() (Objects, error) {
 				// policy; the inputs are bounded by the pod's size.
 				FailurePolicy: ptr(admissionregistrationv1.Fail),
 				Validations: []admissionregistrationv1.Validation{{
-					Expression:        fmt.Sprintf("variables.actionFrom != %s || variables.total <= variables.grace", str(g.self.p.Name)),
-					MessageExpression: "variables.message",
+					Expression:        check,
+					MessageExpression: message,
 					Reason:            ptr(metav1.StatusReasonForbidden),
 				}},
 			},
@@ -217,6 +245,7 @@ func (g *gen) objects() (Objects, error) {
 	if err != nil {
 		return Objects{}, err
 	}
+	mvars = inlineVariables(mvars, &patch)
 	o.MAP = &admissionregistrationv1.MutatingAdmissionPolicy{
 		ObjectMeta: meta(),
 		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
@@ -348,11 +377,7 @@ func (g *gen) commonVariables() ([]admissionregistrationv1.Variable, error) {
 		if err != nil {
 			return nil, err
 		}
-		expr := fmt.Sprintf("variables.%s.map(c, %s)", k.list, w)
-		if k.sidecar {
-			expr = fmt.Sprintf("variables.%s.map(c, c.?restartPolicy.orValue('') == 'Always' ? %s : -1)", k.list, w)
-		}
-		vs = append(vs, v("preW_"+k.list, expr))
+		vs = append(vs, g.winnerVariable("preW", k.list, w, k.sidecar))
 	}
 	return vs, nil
 }
@@ -387,7 +412,11 @@ func (g *gen) winnerChain(c string, sidecar bool, has func(pol) bool) (string, e
 		if err != nil {
 			return "", err
 		}
-		fmt.Fprintf(&sb, "variables.%s && %s ? %d : ", sv(e.i), t, e.i)
+		if t == "true" {
+			fmt.Fprintf(&sb, "variables.%s ? %d : ", sv(e.i), e.i)
+		} else {
+			fmt.Fprintf(&sb, "variables.%s && %s ? %d : ", sv(e.i), t, e.i)
+		}
 	}
 	sb.WriteString("-1")
 	return "(" + sb.String() + ")", nil
@@ -406,6 +435,12 @@ func (g *gen) targetCEL(e pol, name string) (string, error) {
 		if inc, err = globsCEL(m.Containers, name); err != nil {
 			return "", err
 		}
+	}
+	switch {
+	case ex == "false" && inc == "true":
+		return "true", nil // every container: nothing to evaluate
+	case ex == "false":
+		return inc, nil
 	}
 	return fmt.Sprintf("(!%s && %s)", ex, inc), nil
 }
@@ -491,7 +526,7 @@ func declared(w string) string {
 func (g *gen) budgetVariables(prefix string) ([]admissionregistrationv1.Variable, error) {
 	pre := func(list string) string {
 		return fmt.Sprintf("variables.%s.transformList(i, c, !has(c.lifecycle) || !has(c.lifecycle.preStop) ? 0 : %s)",
-			list, g.hookSeconds("c.lifecycle.preStop", "variables.preW_"+list+"[i]"))
+			list, g.hookSeconds("c.lifecycle.preStop", g.winner["preW_"+list]))
 	}
 	return []admissionregistrationv1.Variable{
 		v("pre_ctrs", pre("ctrs")),
@@ -508,10 +543,12 @@ func (g *gen) budgetVariables(prefix string) ([]admissionregistrationv1.Variable
 func totalVariables(preCtrs, preInits string) []admissionregistrationv1.Variable {
 	return []admissionregistrationv1.Variable{
 		v("need", fmt.Sprintf("%s.map(p, p + variables.shutdown)", preCtrs)),
-		v("t0", "size(variables.need) == 0 ? 0 : variables.need.max()"),
+		// max(p + d) == max(p) + d: one pass fewer than over need.
+		v("t0", fmt.Sprintf("size(%s) == 0 ? 0 : %s.max() + variables.shutdown", preCtrs, preCtrs)),
 		v("sp", fmt.Sprintf("variables.sideIdx.map(i, %s[i])", preInits)),
 		v("ends", "lists.range(size(variables.sp)).map(k, [variables.t0 + (size(variables.sp) - k) * variables.shutdown, lists.range(size(variables.sp) - k).map(m, variables.sp[k + m] + (m + 1) * variables.shutdown).max()].max())"),
-		v("total", "size(variables.sp) == 0 ? variables.t0 : variables.ends[0]"),
+		// A pod without initContainers has no sidecar: no pass over them.
+		v("total", "size(variables.inits) == 0 || size(variables.sp) == 0 ? variables.t0 : variables.ends[0]"),
 	}
 }
 
@@ -553,3 +590,63 @@ func sortStrings(s []string) { slices.Sort(s) }
 
 // sameHandler reports equal handlers as the engine compares them.
 func sameHandler(a, b *corev1.LifecycleHandler) bool { return equality.Semantic.DeepEqual(a, b) }
+
+// inlineVariables writes the cheap variables into the expressions that
+// read them and drops every variable no expression needs, so the API
+// server sets up only what can be evaluated. exprs are the policy's own
+// expressions (validations, messages, the patch), rewritten in place.
+func inlineVariables(vars []admissionregistrationv1.Variable, exprs ...*string) []admissionregistrationv1.Variable {
+	ref := func(name string) *regexp.Regexp {
+		return regexp.MustCompile(`variables\.` + regexp.QuoteMeta(name) + `\b`)
+	}
+	// The cheap variables cost less to repeat than a variable does: each
+	// variable the API server resolves is a program evaluation of its
+	// own, with its own activation and cost tracking
+	// (k8s.io/apiserver/pkg/admission/plugin/cel/composition.go), while a
+	// field path, a constant or a choice among the (cached) selections of
+	// the policies is a few map lookups.
+	cheapVariables := []string{"labels", "nsLabels", "ann", "ctrs", "inits", "cur", "grace", "over", "pSleep", "postOver", "postSleep",
+		"floors", "fitMax", "fit", "maxSecs", "preW1_ctrs", "postW1_ctrs", "lowerOK", "first", "actionFrom"}
+	var kept []admissionregistrationv1.Variable
+	inlined := map[string]string{}
+	apply := func(e string) string {
+		for _, n := range cheapVariables {
+			if x, ok := inlined[n]; ok {
+				e = ref(n).ReplaceAllLiteralString(e, "("+x+")")
+			}
+		}
+		return e
+	}
+	for _, v := range vars {
+		v.Expression = apply(v.Expression)
+		if slices.Contains(cheapVariables, v.Name) {
+			inlined[v.Name] = v.Expression
+			continue
+		}
+		kept = append(kept, v)
+	}
+	for _, e := range exprs {
+		*e = apply(*e)
+	}
+	// Keep what the expressions read, and what that reads, in order.
+	need := map[string]bool{}
+	var mark func(e string)
+	mark = func(e string) {
+		for i := len(kept) - 1; i >= 0; i-- {
+			if n := kept[i].Name; !need[n] && ref(n).MatchString(e) {
+				need[n] = true
+				mark(kept[i].Expression)
+			}
+		}
+	}
+	for _, e := range exprs {
+		mark(*e)
+	}
+	out := kept[:0]
+	for _, v := range kept {
+		if need[v.Name] {
+			out = append(out, v)
+		}
+	}
+	return out
+}

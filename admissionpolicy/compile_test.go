@@ -119,3 +119,28 @@ func TestCompileRefusesWhatTheEngineRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestInlineVariables: cheap variables are written into their readers
+// (never into a longer name that starts the same), and a variable no
+// expression reads, directly or through another, is dropped.
+func TestInlineVariables(t *testing.T) {
+	vars := []admissionregistrationv1.Variable{
+		v("ann", "object.metadata.?annotations.orValue({})"),
+		v("annPre", "'x' in variables.ann ? 1 : -1"),
+		v("unused", "variables.annPre + 1"),
+		v("used", "variables.annPre + size(variables.ann)"),
+	}
+	expr := "variables.used > 0"
+	got := inlineVariables(vars, &expr)
+	var names []string
+	for _, g := range got {
+		names = append(names, g.Name+"="+g.Expression)
+	}
+	want := []string{
+		"annPre='x' in (object.metadata.?annotations.orValue({})) ? 1 : -1",
+		"used=variables.annPre + size((object.metadata.?annotations.orValue({})))",
+	}
+	if !slices.Equal(names, want) || expr != "variables.used > 0" {
+		t.Errorf("got %q, %q; want %q", names, expr, want)
+	}
+}

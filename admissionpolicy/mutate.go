@@ -16,17 +16,32 @@ import (
 // policy's object patches (variables.first), so several policies selecting
 // one pod make one merged change, as the engine does.
 func (g *gen) mutation(common []admissionregistrationv1.Variable) ([]admissionregistrationv1.Variable, string, error) {
+	// What no policy of the set asks for is left out at compile time, so
+	// the API server evaluates only what can change the answer: without a
+	// postStart no postStart plan, without a fitting terminationGracePeriod
+	// the grace period stays (no budget to compute), without a policy that
+	// hooks native sidecars no initContainers plan, without finalizers no
+	// finalizer edits.
+	var hasPost, hasFit, hooksSidecars, hasFin bool
+	for _, e := range g.pols {
+		hasPost = hasPost || e.postStart != nil
+		hasFit = hasFit || (e.p.Spec.TerminationGracePeriod != nil && e.p.Spec.TerminationGracePeriod.Fit)
+		hooksSidecars = hooksSidecars || (e.p.Spec.Match.IncludeSidecars && (e.preStop != nil || e.postStart != nil))
+		hasFin = hasFin || len(e.p.Spec.Finalizers) > 0 || (e.p.Spec.Cleanup != nil && e.p.Spec.Cleanup.Finalizer != "")
+	}
+	lists := []string{"ctrs"}
+	if hooksSidecars {
+		lists = append(lists, "inits")
+	}
 	vs := slices.Clone(common)
-	for _, list := range []string{"ctrs", "inits"} {
-		w, err := g.winnerChain("c", list == "inits", func(e pol) bool { return e.postStart != nil })
-		if err != nil {
-			return nil, "", err
+	if hasPost {
+		for _, list := range lists {
+			w, err := g.winnerChain("c", list == "inits", func(e pol) bool { return e.postStart != nil })
+			if err != nil {
+				return nil, "", err
+			}
+			vs = append(vs, g.winnerVariable("postW", list, w, list == "inits"))
 		}
-		expr := fmt.Sprintf("variables.%s.map(c, %s)", list, w)
-		if list == "inits" {
-			expr = fmt.Sprintf("variables.%s.map(c, c.?restartPolicy.orValue('') == 'Always' ? %s : -1)", list, w)
-		}
-		vs = append(vs, v("postW_"+list, expr))
 	}
 	var fit, over, pSleep, postOver, postSleep []string
 	for _, e := range g.pols {
@@ -43,41 +58,76 @@ func (g *gen) mutation(common []admissionregistrationv1.Variable) ([]admissionre
 		postSleep = append(postSleep, sleepOf(e.postStart))
 	}
 	vs = append(vs,
-		v("fitMax", strings.Join(fit, "")+"[0, 300]"),
-		v("fit", "variables.fitMax[0] == 1"),
-		v("maxSecs", "variables.fitMax[1]"),
 		v("cur", "object.spec.?terminationGracePeriodSeconds.orValue(30) < 0 ? 1 : object.spec.?terminationGracePeriodSeconds.orValue(30)"),
-		// A sleep the grace period can never reach is dropped before the
-		// budget is computed (policies/fit.go fitGrace).
-		v("reach", "variables.fit && variables.maxSecs > variables.cur ? variables.maxSecs : variables.cur"),
 		v("over", "["+strings.Join(over, ", ")+"]"),
 		v("pSleep", "["+strings.Join(pSleep, ", ")+"]"),
-		v("postOver", "["+strings.Join(postOver, ", ")+"]"),
-		v("postSleep", "["+strings.Join(postSleep, ", ")+"]"),
 	)
+	if hasPost {
+		vs = append(vs,
+			v("postOver", "["+strings.Join(postOver, ", ")+"]"),
+			v("postSleep", "["+strings.Join(postSleep, ", ")+"]"),
+		)
+	}
 	noPre := "(!has(c.lifecycle) || !has(c.lifecycle.preStop))"
 	noPost := "(!has(c.lifecycle) || !has(c.lifecycle.postStart))"
-	for _, list := range []string{"ctrs", "inits"} {
-		w := "variables.preW_" + list + "[i]"
-		plan := "variables.planR_" + list + "[i]"
-		vs = append(vs,
-			v("planR_"+list, fmt.Sprintf("variables.%s.transformList(i, c, %s >= 0 && (%s || variables.over[%s]) && variables.pSleep[%s] <= variables.reach ? %s : -1)", list, w, noPre, w, w, w)),
-			v("mpre_"+list, fmt.Sprintf("variables.%s.transformList(i, c, %s >= 0 ? %s : %s ? 0 : %s)", list, plan, g.plannedSeconds(plan, w), noPre, g.hookSeconds("c.lifecycle.preStop", w))),
-		)
+	preEq := func(p string) string {
+		return g.eqChain("c.lifecycle.preStop", p, func(e pol) *corev1.LifecycleHandler { return e.preStop })
 	}
-	vs = append(vs, totalVariables("variables.mpre_ctrs", "variables.mpre_inits")...)
-	vs = append(vs, v("final", "variables.fit && variables.total > variables.cur ? (variables.total < variables.maxSecs ? variables.total : variables.maxSecs > variables.cur ? variables.maxSecs : variables.cur) : variables.cur"))
-	for _, list := range []string{"ctrs", "inits"} {
-		plan := "variables.planR_" + list + "[i]"
-		pw := "variables.postW_" + list + "[i]"
+	if hasFit {
 		vs = append(vs,
-			v("planF_"+list, fmt.Sprintf("variables.%s.transformList(i, c, %s >= 0 && variables.pSleep[%s] <= variables.final && (%s || !(%s)) ? %s : -1)",
-				list, plan, plan, noPre, g.eqChain("c.lifecycle.preStop", plan, func(e pol) *corev1.LifecycleHandler { return e.preStop }), plan)),
-			v("postF_"+list, fmt.Sprintf("variables.%s.transformList(i, c, %s >= 0 && (%s || variables.postOver[%s]) && variables.postSleep[%s] <= variables.final && (%s || !(%s)) ? %s : -1)",
-				list, pw, noPost, pw, pw, noPost, g.eqChain("c.lifecycle.postStart", pw, func(e pol) *corev1.LifecycleHandler { return e.postStart }), pw)),
+			v("fitMax", strings.Join(fit, "")+"[0, 300]"),
+			v("fit", "variables.fitMax[0] == 1"),
+			v("maxSecs", "variables.fitMax[1]"),
+			// A sleep the grace period can never reach is dropped before the
+			// budget is computed (policies/fit.go fitGrace).
+			v("reach", "variables.fit && variables.maxSecs > variables.cur ? variables.maxSecs : variables.cur"),
 		)
+		for _, list := range lists {
+			w := g.winner["preW_"+list]
+			plan := "variables.planR_" + list + "[i]"
+			vs = append(vs,
+				v("planR_"+list, fmt.Sprintf("variables.%s.transformList(i, c, %s >= 0 && (%s || variables.over[%s]) && variables.pSleep[%s] <= variables.reach ? %s : -1)", list, w, noPre, w, w, w)),
+				v("mpre_"+list, fmt.Sprintf("variables.%s.transformList(i, c, %s >= 0 ? %s : %s ? 0 : %s)", list, plan, g.plannedSeconds(plan, w), noPre, g.hookSeconds("c.lifecycle.preStop", w))),
+			)
+		}
+		if !hooksSidecars {
+			// No policy hooks a sidecar: each keeps the preStop it has.
+			budget, err := g.budgetVariables("")
+			if err != nil {
+				return nil, "", err
+			}
+			for _, b := range budget {
+				if b.Name == "pre_inits" {
+					vs = append(vs, b)
+				}
+			}
+			vs = append(vs, v("mpre_inits", "variables.pre_inits"))
+		}
+		vs = append(vs, totalVariables("variables.mpre_ctrs", "variables.mpre_inits")...)
+		vs = append(vs, v("final", "variables.fit && variables.total > variables.cur ? (variables.total < variables.maxSecs ? variables.total : variables.maxSecs > variables.cur ? variables.maxSecs : variables.cur) : variables.cur"))
+		for _, list := range lists {
+			plan := "variables.planR_" + list + "[i]"
+			vs = append(vs, v("planF_"+list, fmt.Sprintf("variables.%s.transformList(i, c, %s >= 0 && variables.pSleep[%s] <= variables.final && (%s || !(%s)) ? %s : -1)",
+				list, plan, plan, noPre, preEq(plan), plan)))
+		}
+	} else {
+		// Without fit the grace period is the pod's own (final == cur,
+		// reach == cur), so the planned and the final hook are one pass.
+		vs = append(vs, v("final", "variables.cur"))
+		for _, list := range lists {
+			w := g.winner["preW_"+list]
+			vs = append(vs, v("planF_"+list, fmt.Sprintf("variables.%s.transformList(i, c, %s >= 0 && (%s || variables.over[%s]) && variables.pSleep[%s] <= variables.cur && (%s || !(%s)) ? %s : -1)",
+				list, w, noPre, w, w, noPre, preEq(w), w)))
+		}
 	}
-	fins, err := g.finalizerVariables()
+	if hasPost {
+		for _, list := range lists {
+			pw := g.winner["postW_"+list]
+			vs = append(vs, v("postF_"+list, fmt.Sprintf("variables.%s.transformList(i, c, %s >= 0 && (%s || variables.postOver[%s]) && variables.postSleep[%s] <= variables.final && (%s || !(%s)) ? %s : -1)",
+				list, pw, noPost, pw, pw, noPost, g.eqChain("c.lifecycle.postStart", pw, func(e pol) *corev1.LifecycleHandler { return e.postStart }), pw)))
+		}
+	}
+	fins, err := g.finalizerVariables(hasFin)
 	if err != nil {
 		return nil, "", err
 	}
@@ -85,30 +135,49 @@ func (g *gen) mutation(common []admissionregistrationv1.Variable) ([]admissionre
 
 	var parts []string
 	for _, k := range []struct{ list, field string }{{"ctrs", "containers"}, {"inits", "initContainers"}} {
+		if !slices.Contains(lists, k.list) {
+			continue
+		}
 		base := "/spec/" + k.field + "/"
 		t := "Object.spec." + k.field + ".lifecycle"
-		pre, post := "variables.planF_"+k.list+"[i]", "variables.postF_"+k.list+"[i]"
+		pre := "variables.planF_" + k.list + "[i]"
+		preOp := fmt.Sprintf("(%s < 0 ? [] : [JSONPatch{op: 'add', path: %s + string(i) + '/lifecycle/preStop', value: %s}])",
+			pre, str(base), g.handlerChain(pre, t+".preStop", func(e pol) *corev1.LifecycleHandler { return e.preStop }))
+		if !hasPost {
+			parts = append(parts, fmt.Sprintf("variables.%s.transformList(i, c, %s < 0 ? [] : "+
+				"(has(c.lifecycle) ? [] : [JSONPatch{op: 'add', path: %s + string(i) + '/lifecycle', value: %s{}}]) + %s).flatten()",
+				k.list, pre, str(base), t, preOp))
+			continue
+		}
+		post := "variables.postF_" + k.list + "[i]"
 		parts = append(parts, fmt.Sprintf("variables.%s.transformList(i, c, %s < 0 && %s < 0 ? [] : "+
 			"(has(c.lifecycle) ? [] : [JSONPatch{op: 'add', path: %s + string(i) + '/lifecycle', value: %s{}}]) + "+
-			"(%s < 0 ? [] : [JSONPatch{op: 'add', path: %s + string(i) + '/lifecycle/preStop', value: %s}]) + "+
+			"%s + "+
 			"(%s < 0 ? [] : [JSONPatch{op: 'add', path: %s + string(i) + '/lifecycle/postStart', value: %s}])).flatten()",
 			k.list, pre, post, str(base), t,
-			pre, str(base), g.handlerChain(pre, t+".preStop", func(e pol) *corev1.LifecycleHandler { return e.preStop }),
+			preOp,
 			post, str(base), g.handlerChain(post, t+".postStart", func(e pol) *corev1.LifecycleHandler { return e.postStart })))
 	}
-	parts = append(parts,
-		"(variables.final != variables.cur ? [JSONPatch{op: 'add', path: '/spec/terminationGracePeriodSeconds', value: variables.final}] : [])",
-		"(size(variables.missing) == 0 ? [] : has(object.metadata.finalizers) ? variables.missing.map(f, JSONPatch{op: 'add', path: '/metadata/finalizers/-', value: f}) : [JSONPatch{op: 'add', path: '/metadata/finalizers', value: variables.missing}])",
-		// The label goes with any gracekeeper finalizer, so the finalizer
-		// controller's informer (which selects on it) sees the pod.
-		fmt.Sprintf("(size(variables.wantFin) > 0 && variables.labels[?%s].orValue('') != 'true' ? (has(object.metadata.labels) ? [JSONPatch{op: 'add', path: %s, value: 'true'}] : [JSONPatch{op: 'add', path: '/metadata/labels', value: {%s: 'true'}}]) : [])",
-			str(policies.LabelFinalize), str("/metadata/labels/"+pointer(policies.LabelFinalize)), str(policies.LabelFinalize)),
-		fmt.Sprintf("(has(object.metadata.annotations) ? [] : [JSONPatch{op: 'add', path: '/metadata/annotations', value: {}}])"+
-			" + (variables.ann[?%s].orValue('') != variables.polAnn ? [JSONPatch{op: 'add', path: %s, value: variables.polAnn}] : [])"+
-			" + (size(variables.cleanList) > 0 && variables.ann[?%s].orValue('') != variables.cleanAnn ? [JSONPatch{op: 'add', path: %s, value: variables.cleanAnn}] : [])",
-			str(policies.AnnotationPolicies), str("/metadata/annotations/"+pointer(policies.AnnotationPolicies)),
-			str(policies.AnnotationCleanup), str("/metadata/annotations/"+pointer(policies.AnnotationCleanup))),
-	)
+	if hasFit {
+		parts = append(parts, "(variables.final != variables.cur ? [JSONPatch{op: 'add', path: '/spec/terminationGracePeriodSeconds', value: variables.final}] : [])")
+	}
+	if hasFin {
+		parts = append(parts,
+			"(size(variables.missing) == 0 ? [] : has(object.metadata.finalizers) ? variables.missing.map(f, JSONPatch{op: 'add', path: '/metadata/finalizers/-', value: f}) : [JSONPatch{op: 'add', path: '/metadata/finalizers', value: variables.missing}])",
+			// The label goes with any gracekeeper finalizer, so the finalizer
+			// controller's informer (which selects on it) sees the pod.
+			fmt.Sprintf("(size(variables.wantFin) > 0 && variables.labels[?%s].orValue('') != 'true' ? (has(object.metadata.labels) ? [JSONPatch{op: 'add', path: %s, value: 'true'}] : [JSONPatch{op: 'add', path: '/metadata/labels', value: {%s: 'true'}}]) : [])",
+				str(policies.LabelFinalize), str("/metadata/labels/"+pointer(policies.LabelFinalize)), str(policies.LabelFinalize)),
+		)
+	}
+	ann := fmt.Sprintf("(has(object.metadata.annotations) ? [] : [JSONPatch{op: 'add', path: '/metadata/annotations', value: {}}])"+
+		" + (variables.ann[?%s].orValue('') != variables.polAnn ? [JSONPatch{op: 'add', path: %s, value: variables.polAnn}] : [])",
+		str(policies.AnnotationPolicies), str("/metadata/annotations/"+pointer(policies.AnnotationPolicies)))
+	if hasFin {
+		ann += fmt.Sprintf(" + (size(variables.cleanList) > 0 && variables.ann[?%s].orValue('') != variables.cleanAnn ? [JSONPatch{op: 'add', path: %s, value: variables.cleanAnn}] : [])",
+			str(policies.AnnotationCleanup), str("/metadata/annotations/"+pointer(policies.AnnotationCleanup)))
+	}
+	parts = append(parts, ann)
 	// Annotations absent means at least gracekeeper.dev/policies is added,
 	// so the empty map is never left alone.
 	patch := fmt.Sprintf("variables.first != %s ? [] : %s", str(g.self.p.Name), strings.Join(parts, " + "))
@@ -217,7 +286,7 @@ func handlerLiteral(h *corev1.LifecycleHandler, t string) string {
 // and cleanup, sorted, each once), the missing ones, and the
 // gracekeeper.dev/policies and gracekeeper.dev/cleanup annotations
 // (policies/merge.go, policies/mutate.go edits).
-func (g *gen) finalizerVariables() ([]admissionregistrationv1.Variable, error) {
+func (g *gen) finalizerVariables(hasFin bool) ([]admissionregistrationv1.Variable, error) {
 	by := map[string][]string{} // finalizer -> selection variables
 	cleanups := map[string][]pol{}
 	for _, e := range g.pols {
@@ -261,12 +330,19 @@ func (g *gen) finalizerVariables() ([]admissionregistrationv1.Variable, error) {
 	for _, e := range names {
 		ns = append(ns, fmt.Sprintf("variables.%s ? %s : ''", sv(e.i), str(e.p.Name)))
 	}
+	polAnn := "[" + strings.Join(ns, ", ") + "].filter(x, x != '').join(',')"
+	if len(ns) == 1 {
+		polAnn = ns[0] // one name: no list to build
+	}
+	if !hasFin {
+		return []admissionregistrationv1.Variable{v("polAnn", polAnn)}, nil
+	}
 	return []admissionregistrationv1.Variable{
 		v("wantFin", want),
 		v("missing", "variables.wantFin.filter(f, !(f in object.metadata.?finalizers.orValue([])))"),
 		v("cleanList", cleanList),
 		v("cleanAnn", "'[' + variables.cleanList.join(',') + ']'"),
-		v("polAnn", "["+strings.Join(ns, ", ")+"].filter(x, x != '').join(',')"),
+		v("polAnn", polAnn),
 	}, nil
 }
 
