@@ -227,7 +227,15 @@ func (a *Auditor) Pass(ctx context.Context, r client.Reader) error {
 	if !full {
 		scopes = scopes[:0]
 		for ns := range dirty {
-			if !a.excluded[ns] {
+			switch {
+			case a.excluded[ns]:
+			case !set.SelectsIn(nsOf(ns)):
+				// No policy can select anything there: nothing to judge
+				// (a namespace of thousands of changing pods would
+				// otherwise be re-scanned every Settle), and what was
+				// reported for it before goes.
+				byNS[ns] = nil
+			default:
 				scopes = append(scopes, Scope{Namespace: ns, Excluded: a.excluded})
 			}
 		}

@@ -267,3 +267,23 @@ func (s *Set) applicable(pod *corev1.Pod, ns Namespace, unknown []string, withFi
 	}
 	return kept, findings
 }
+
+// SelectsIn reports whether any object in namespace ns can be selected: ns
+// is neither excluded nor ignored and some policy's namespace selector
+// matches it. The background audit skips re-judging a namespace where
+// none can, however many of its pods change.
+func (s *Set) SelectsIn(ns Namespace) bool {
+	if s == nil || len(s.pols) == 0 {
+		return false
+	}
+	if _, ok := s.excluded[ns.Name]; ok || s.cfg.Ignores(ns) {
+		return false
+	}
+	nsl := nsLabels{name: ns.Name, m: ns.Labels}
+	for _, c := range s.pols {
+		if c.nsSel == nil || c.nsSel.Matches(nsl) {
+			return true
+		}
+	}
+	return false
+}

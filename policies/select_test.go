@@ -251,3 +251,35 @@ func TestNoMatchAllocatesNothing(t *testing.T) {
 		t.Fatalf("Validate with no match: %v allocations, want 0", n)
 	}
 }
+
+func TestSelectsIn(t *testing.T) {
+	team := func(name string, sel map[string]string) v1alpha1.LifecyclePolicy {
+		p := v1alpha1.LifecyclePolicy{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		if sel != nil {
+			p.Spec.Match.NamespaceSelector = &metav1.LabelSelector{MatchLabels: sel}
+		}
+		return p
+	}
+	cfg := Config{ExcludedNamespaces: []string{"kube-system"}, IgnoreLabel: DefaultIgnoreLabel}
+	for desc, tc := range map[string]struct {
+		pols []v1alpha1.LifecyclePolicy
+		ns   Namespace
+		want bool
+	}{
+		"no policy":                          {nil, Namespace{Name: "a"}, false},
+		"a policy for every namespace":       {[]v1alpha1.LifecyclePolicy{team("all", nil)}, Namespace{Name: "a"}, true},
+		"excluded namespace":                 {[]v1alpha1.LifecyclePolicy{team("all", nil)}, Namespace{Name: "kube-system"}, false},
+		"ignore label":                       {[]v1alpha1.LifecyclePolicy{team("all", nil)}, Namespace{Name: "a", Labels: map[string]string{DefaultIgnoreLabel: "true"}}, false},
+		"selector matches":                   {[]v1alpha1.LifecyclePolicy{team("t", map[string]string{"team": "x"})}, Namespace{Name: "a", Labels: map[string]string{"team": "x"}}, true},
+		"selector does not match":            {[]v1alpha1.LifecyclePolicy{team("t", map[string]string{"team": "x"})}, Namespace{Name: "a", Labels: map[string]string{"team": "y"}}, false},
+		"selector on the name label matches": {[]v1alpha1.LifecyclePolicy{team("t", map[string]string{"kubernetes.io/metadata.name": "a"})}, Namespace{Name: "a"}, true},
+		"one of two matches":                 {[]v1alpha1.LifecyclePolicy{team("t", map[string]string{"team": "x"}), team("u", map[string]string{"team": "y"})}, Namespace{Name: "a", Labels: map[string]string{"team": "y"}}, true},
+	} {
+		t.Run(desc, func(t *testing.T) {
+			s, _ := NewSet(cfg, tc.pols)
+			if got := s.SelectsIn(tc.ns); got != tc.want {
+				t.Errorf("SelectsIn(%+v) = %v, want %v", tc.ns, got, tc.want)
+			}
+		})
+	}
+}

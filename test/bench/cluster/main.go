@@ -62,6 +62,7 @@ type options struct {
 	timeout     time.Duration
 	heapProfile string
 	goMemLimit  string
+	serveArgs   []string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -77,6 +78,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.held, "held", 10000, fmt.Sprintf("then create this many pods held by the termination-record finalizer and read gracekeeper's memory; 0 skips it (at most %d)", maxHeld))
 	fs.StringVar(&modes, "modes", "webhook,apiserver", "gracekeeper admission modes to measure (serve --admission-mode); a mode serve refuses is reported as not available in this build")
 	fs.DurationVar(&o.timeout, "timeout", 45*time.Minute, "give up after this long")
+	fs.Func("serve-arg", "one more gracekeeper serve flag, e.g. --audit=false (repeatable)", func(v string) error {
+		o.serveArgs = append(o.serveArgs, v)
+		return nil
+	})
 	fs.StringVar(&o.goMemLimit, "gomemlimit", "", "run gracekeeper with this GOMEMLIMIT (e.g. 96MiB), as the chart sets it from the container's memory limit; empty: none")
 	fs.StringVar(&o.heapProfile, "heap-profile", "", "with -held: write gracekeeper's heap profile (pprof, after a GC) with the held pods to this file")
 	if err := fs.Parse(args); err != nil {

@@ -87,6 +87,7 @@ func measure(ctx context.Context, o options, progress io.Writer) (*result, error
 		return nil, err
 	}
 	s.goMemLimit = o.goMemLimit
+	s.extraArgs = o.serveArgs
 	defer func() {
 		if err := s.stop(); err != nil {
 			fmt.Fprintln(progress, err)

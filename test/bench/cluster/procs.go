@@ -54,6 +54,7 @@ func controlPlane(assets, dir string) (*envtest.Environment, *rest.Config, strin
 type server struct {
 	bin, kubeconfig, dir, certDir string
 	goMemLimit                    string
+	extraArgs                     []string // more serve flags (-serve-arg)
 	addr, metricsAddr, pprofAddr  string
 	caBundle                      []byte
 	http                          *http.Client
@@ -112,6 +113,7 @@ func (s *server) start(ctx context.Context, mode string, profile bool) error {
 	if profile {
 		args = append(args, "--pprof-bind-address", s.pprofAddr)
 	}
+	args = append(args, s.extraArgs...)
 	s.log = &bytes.Buffer{}
 	cmd := exec.Command(s.bin, args...)
 	cmd.Stdout, cmd.Stderr = s.log, s.log
