@@ -149,13 +149,13 @@ func startSuite() (*suite, func(), error) {
 	wio := cp.WebhookInstallOptions
 	runCtx, stopGK := context.WithCancel(context.Background())
 	gk := startGracekeeper(runCtx, cfg, wio.LocalServingCertDir, wio.LocalServingHost, wio.LocalServingPort, lg)
-	stops = append(stops, func() { stopGK(); gk.wait() })
-	if err := gk.waitReady(ctx, wio.LocalServingCAData); err != nil {
+	stops = append(stops, func() { stopGK(); gk.Wait() })
+	if err := gk.WaitReady(ctx, wio.LocalServingCAData); err != nil {
 		return nil, stop, err
 	}
 	// Fail, as install.DefaultOptions says: a gracekeeper that cannot answer
 	// shows as a refusal, so nothing here passes by being ignored.
-	mut, val, err := install.Webhooks(install.DefaultOptions(), gk.baseURL, wio.LocalServingCAData)
+	mut, val, err := install.Webhooks(install.DefaultOptions(), gk.BaseURL, wio.LocalServingCAData)
 	if err != nil {
 		return nil, stop, fmt.Errorf("render webhook configurations: %w", err)
 	}

@@ -208,7 +208,7 @@ func TestControllerWritesPassWithoutMatchConditions(t *testing.T) {
 	if err := env.c.Create(ctxFor(t), d); err != nil {
 		t.Fatal(err)
 	}
-	_, val, err := install.Webhooks(install.DefaultOptions(), env.gk.baseURL, env.caBundle)
+	_, val, err := install.Webhooks(install.DefaultOptions(), env.gk.BaseURL, env.caBundle)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -111,13 +111,17 @@ func startSuite() (*suite, func(), error) {
 
 	wio := cp.WebhookInstallOptions
 	runCtx, stopGK := context.WithCancel(context.Background())
-	gk := startGracekeeper(runCtx, cfg, wio.LocalServingCertDir, wio.LocalServingHost, wio.LocalServingPort, ownNamespace, install.WebhookConfigName)
-	stops = append(stops, func() { stopGK(); gk.wait() })
-	if err := gk.waitReady(ctx, wio.LocalServingCAData); err != nil {
+	gk, err := startGracekeeper(runCtx, cfg, wio.LocalServingCertDir, wio.LocalServingHost, wio.LocalServingPort, ownNamespace, install.WebhookConfigName)
+	if err != nil {
+		stopGK()
+		return nil, stop, err
+	}
+	stops = append(stops, func() { stopGK(); gk.Wait() })
+	if err := gk.WaitReady(ctx, wio.LocalServingCAData); err != nil {
 		return nil, stop, err
 	}
 
-	webhookName, err := installWebhooks(ctx, c, install.DefaultOptions(), gk.baseURL, wio.LocalServingCAData)
+	webhookName, err := installWebhooks(ctx, c, install.DefaultOptions(), gk.BaseURL, wio.LocalServingCAData)
 	if err != nil {
 		return nil, stop, fmt.Errorf("install webhook configurations: %w", err)
 	}

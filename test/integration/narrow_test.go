@@ -28,7 +28,7 @@ import (
 // admission route so far (the server's request histogram counts every one).
 func (g *gracekeeper) reviews(t *testing.T) map[string]uint64 {
 	t.Helper()
-	resp, err := g.http.Get(g.metricsURL)
+	resp, err := g.HTTP.Get(g.metricsURL)
 	if err != nil {
 		t.Fatalf("scrape /metrics: %v", err)
 	}
@@ -226,7 +226,7 @@ func TestNarrowedWebhooks(t *testing.T) {
 	})
 
 	t.Run("a configuration reset to the chart's is narrowed again", func(t *testing.T) {
-		mut, _, err := install.Webhooks(install.DefaultOptions(), env.gk.baseURL, env.caBundle)
+		mut, _, err := install.Webhooks(install.DefaultOptions(), env.gk.BaseURL, env.caBundle)
 		if err != nil {
 			t.Fatal(err)
 		}
