@@ -17,10 +17,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -35,8 +33,8 @@ import (
 	"github.com/gracekeeper/gracekeeper/audit"
 	"github.com/gracekeeper/gracekeeper/certs"
 	"github.com/gracekeeper/gracekeeper/finalizer"
+	"github.com/gracekeeper/gracekeeper/internal/clientscheme"
 	"github.com/gracekeeper/gracekeeper/policies"
-	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 	"github.com/gracekeeper/gracekeeper/webhook"
 	"github.com/gracekeeper/gracekeeper/webhookconfig"
 )
@@ -182,15 +180,9 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, lg logr.Logger) error
 	if err := o.Validate(); err != nil {
 		return err
 	}
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		return err
-	}
-	// The background audit's policy reports (written only when the CRD is served).
-	if err := orv1alpha1.AddToScheme(scheme); err != nil {
+	// With the background audit's policy reports (written only when the CRD is served).
+	scheme, err := clientscheme.New(orv1alpha1.AddToScheme)
+	if err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()

@@ -3,9 +3,8 @@ package check
 import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
-	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
+	"github.com/gracekeeper/gracekeeper/internal/clientscheme"
 )
 
 // codecs are the decoders one check run uses. They are built per run from a
@@ -19,11 +18,8 @@ type codecs struct {
 }
 
 func newCodecs() (*codecs, error) {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		return nil, err
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
+	s, err := clientscheme.New()
+	if err != nil {
 		return nil, err
 	}
 	return &codecs{

@@ -14,13 +14,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/gracekeeper/gracekeeper/internal/clientscheme"
 	"github.com/gracekeeper/gracekeeper/policies"
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 	"github.com/gracekeeper/gracekeeper/test/controlplane"
@@ -32,11 +31,8 @@ import (
 // policy's status says Ready (or Invalid, with the compile error).
 func TestPolicyStore(t *testing.T) {
 	cfg := controlplane.Start(t)
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
+	scheme, err := clientscheme.New()
+	if err != nil {
 		t.Fatal(err)
 	}
 	lg := testr(t)

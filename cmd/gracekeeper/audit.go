@@ -7,15 +7,13 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gracekeeper/gracekeeper/audit"
 	"github.com/gracekeeper/gracekeeper/check"
+	"github.com/gracekeeper/gracekeeper/internal/clientscheme"
 	"github.com/gracekeeper/gracekeeper/policies"
-	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 )
 
 const auditUsage = `usage: gracekeeper audit [--kubeconfig FILE] [--context NAME] [-n NAMESPACE | -A]
@@ -61,12 +59,8 @@ func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 			return check.ExitBadInput
 		}
 	}
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		fmt.Fprintln(stderr, "gracekeeper audit:", err)
-		return check.ExitBadInput
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
+	scheme, err := clientscheme.New()
+	if err != nil {
 		fmt.Fprintln(stderr, "gracekeeper audit:", err)
 		return check.ExitBadInput
 	}

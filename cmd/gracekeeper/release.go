@@ -5,17 +5,13 @@ import (
 	"fmt"
 	"io"
 
-	"errors"
-
 	"github.com/go-logr/logr/funcr"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/gracekeeper/gracekeeper/admissionpolicy"
 	"github.com/gracekeeper/gracekeeper/finalizer"
-	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
+	"github.com/gracekeeper/gracekeeper/internal/clientscheme"
 )
 
 const releaseUsage = `usage: gracekeeper release-finalizers [--kubeconfig FILE] [--dry-run]
@@ -44,8 +40,8 @@ func runReleaseFinalizers(ctx context.Context, args []string, _ io.Reader, stdou
 		return 2
 	}
 	// Cleanup targets are read from LifecyclePolicies: the client must know them.
-	scheme := runtime.NewScheme()
-	if err := errors.Join(clientgoscheme.AddToScheme(scheme), v1alpha1.AddToScheme(scheme)); err != nil {
+	scheme, err := clientscheme.New()
+	if err != nil {
 		fmt.Fprintf(stderr, "gracekeeper release-finalizers: %v\n", err)
 		return 2
 	}

@@ -11,13 +11,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/gracekeeper/gracekeeper/admissionpolicy"
+	"github.com/gracekeeper/gracekeeper/internal/clientscheme"
 	"github.com/gracekeeper/gracekeeper/policies"
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 	"github.com/gracekeeper/gracekeeper/test/controlplane"
@@ -51,9 +50,10 @@ func TestReleaseFinalizersCommand(t *testing.T) {
 	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = v1alpha1.AddToScheme(scheme)
+	scheme, err := clientscheme.New()
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)

@@ -14,14 +14,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/gracekeeper/gracekeeper/admissionpolicy"
+	"github.com/gracekeeper/gracekeeper/internal/clientscheme"
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 	"github.com/gracekeeper/gracekeeper/test/controlplane"
 )
@@ -54,9 +53,11 @@ func run(m *testing.M) int {
 		defer func() { _ = env.Stop() }()
 		clusterConfig = cfg
 		serving = env.WebhookInstallOptions
-		s := runtime.NewScheme()
-		_ = clientgoscheme.AddToScheme(s)
-		_ = v1alpha1.AddToScheme(s)
+		s, err := clientscheme.New()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 		if cluster, err = client.New(cfg, client.Options{Scheme: s}); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1

@@ -22,14 +22,12 @@ import (
 	"github.com/go-logr/logr/funcr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
+	"github.com/gracekeeper/gracekeeper/internal/clientscheme"
 	"github.com/gracekeeper/gracekeeper/test/controlplane"
 	"github.com/gracekeeper/gracekeeper/test/integration/install"
 )
@@ -110,11 +108,8 @@ func startSuite() (*suite, func(), error) {
 		}
 	})
 
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return nil, stop, err
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
+	scheme, err := clientscheme.New()
+	if err != nil {
 		return nil, stop, err
 	}
 	// Polls list several kinds every 200 ms: above client-go's default 5 QPS.

@@ -10,13 +10,12 @@ import (
 
 	orv1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gracekeeper/gracekeeper/audit"
+	"github.com/gracekeeper/gracekeeper/internal/clientscheme"
 	"github.com/gracekeeper/gracekeeper/policies/v1alpha1"
 )
 
@@ -40,11 +39,9 @@ func (d *demo) createLegacy(ctx context.Context) error {
 // of the demo namespace: the policy's status counts (kubectl get lcp), the
 // namespace's openreports.io Report, and the command's table.
 func (d *demo) showAudit(ctx context.Context, gkBin, kubeconfig, policy string) error {
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme, orv1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			return err
-		}
+	scheme, err := clientscheme.New(orv1.AddToScheme)
+	if err != nil {
+		return err
 	}
 	c, err := client.New(d.cfg, client.Options{Scheme: scheme})
 	if err != nil {
